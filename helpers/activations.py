@@ -1,0 +1,112 @@
+"""Intermediate activations: what each layer of a convnet makes of one image.
+
+The lesson of Chollet, *Deep Learning with Python* (2nd ed., Sec. 9.4.1):
+plot every channel of successive layers to see the input decomposed.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from .graph import find_layer, iter_layers, tap_model
+
+_VISIBLE = (
+    keras.layers.Conv2D,
+    keras.layers.DepthwiseConv2D,
+    keras.layers.SeparableConv2D,
+    keras.layers.MaxPooling2D,
+    keras.layers.AveragePooling2D,
+    keras.layers.ReLU,
+    keras.layers.Activation,
+    keras.layers.Add,
+)
+
+
+def default_layers(model) -> list[str]:
+    """Layers a learner wants to see: convolutions, poolings and activations with 4-D outputs."""
+    names = []
+    for layer in iter_layers(model):
+        if isinstance(layer, _VISIBLE) and len(layer.output.shape) == 4:
+            names.append(layer.name)
+    return names
+
+
+def activation_model(model, layers=None) -> keras.Model:
+    """A model that returns ``{layer name: activation}`` for the chosen layers.
+
+    Args:
+        model: any Keras 3 model (nested backbones are traced through).
+        layers: names or layers; None means :func:`default_layers`.
+
+    Returns:
+        ``keras.Model`` whose output is a dict keyed by layer name, in graph order
+        (``list(result)`` gives the names).
+    """
+    chosen = [find_layer(model, lay) for lay in (default_layers(model) if layers is None else layers)]
+    taps = tap_model(model, chosen, logits=False)
+    outputs = taps.outputs if isinstance(taps.outputs, list) else [taps.outputs]
+    return keras.Model(taps.inputs[0], dict(zip([lay.name for lay in chosen], outputs)), name="activations")
+
+
+def standardize(channels: np.ndarray) -> np.ndarray:
+    """Scale each channel ``(..., h, w)`` to uint8 for display: mean 128, 64 per std.
+
+    Constant channels come back flat (all 0), never NaN.
+    """
+    c = np.asarray(channels, np.float32)
+    mean = c.mean(axis=(-2, -1), keepdims=True)
+    std = c.std(axis=(-2, -1), keepdims=True)
+    z = np.where(std > 1e-6, (c - mean) / np.maximum(std, 1e-6), 0.0)
+    flat = std <= 1e-6
+    out = np.clip(z * 64 + 128, 0, 255)
+    out = np.where(flat, 0, out)
+    return out.astype(np.uint8)
+
+
+def activation_grid(activation, images_per_row: int = 16) -> np.ndarray:
+    """All channels of one layer's activation tiled into one 2-D uint8 image.
+
+    Args:
+        activation: ``(h, w, C)`` or ``(1, h, w, C)``.
+        images_per_row: tiles per row.
+
+    Returns:
+        ``(rows * (h + 1) - 1, cols * (w + 1) - 1)`` uint8, a 1-px gap between tiles.
+    """
+    a = np.asarray(activation)
+    if a.ndim == 4:
+        a = a[0]
+    if a.ndim != 3:
+        raise ValueError(f"expected (h, w, C) or (1, h, w, C), got {np.shape(activation)}")
+    h, w, c = a.shape
+    cols = min(images_per_row, c)
+    rows = -(-c // cols)
+    tiles = standardize(np.moveaxis(a, -1, 0))  # (C, h, w)
+    pad = np.zeros((rows * cols - c, h, w), np.uint8)
+    tiles = np.concatenate([tiles, pad]).reshape(rows, cols, h, w)
+    tiles = np.pad(tiles, ((0, 0), (0, 0), (0, 1), (0, 1)), constant_values=0)
+    grid = tiles.transpose(0, 2, 1, 3).reshape(rows * (h + 1), cols * (w + 1))
+    return grid[:-1, :-1]
+
+
+def plot_activations(activations: dict, images_per_row: int = 16, scale: float = 0.04, max_channels=None, dpi=72):
+    """One figure per layer: its channel grid titled with the layer name and shape.
+
+    Returns:
+        The list of matplotlib figures.
+    """
+    import matplotlib.pyplot as plt
+
+    figs = []
+    for name, act in activations.items():
+        a = np.asarray(act)[0] if np.ndim(act) == 4 else np.asarray(act)
+        if max_channels is not None:
+            a = a[..., :max_channels]
+        grid = activation_grid(a, images_per_row)
+        fig = plt.figure(figsize=(max(scale * grid.shape[1], 3), max(scale * grid.shape[0], 1)), dpi=dpi)
+        plt.title(f"{name}  {tuple(np.asarray(act).shape[-3:])}", fontsize=9)
+        plt.imshow(grid, aspect="auto", cmap="viridis")
+        plt.axis("off")
+        figs.append(fig)
+    return figs

@@ -1,0 +1,82 @@
+"""Heatmaps as pictures: colorize, overlay on the photo, show side by side, save."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+IMAGES_DIR = Path(__file__).resolve().parent.parent / "images"
+
+
+def colorize(heatmap, cmap: str = "jet") -> np.ndarray:
+    """A map in [0, 1] ``(h, w)`` -> uint8 RGB ``(h, w, 3)`` with a Matplotlib colormap."""
+    import matplotlib
+
+    h = np.asarray(heatmap, np.float32)
+    if h.ndim != 2:
+        raise ValueError(f"colorize takes one (h, w) heatmap, got shape {h.shape}")
+    if not np.isfinite(h).all():
+        raise ValueError("the heatmap contains NaN or infinity")
+    rgba = matplotlib.colormaps[cmap](np.clip(h, 0, 1))
+    return (rgba[..., :3] * 255).round().astype(np.uint8)
+
+
+def overlay(image, heatmap, alpha: float = 0.4, cmap: str = "jet") -> np.ndarray:
+    """Blend a colorized heatmap over an image; uint8 at the image's own size.
+
+    Args:
+        image: uint8 RGB ``(H, W, 3)``.
+        heatmap: ``(h, w)`` in [0, 1]; resized (bilinear) to ``(H, W)``.
+        alpha: weight of the heatmap (0 = image only, 1 = heatmap only).
+        cmap: a Matplotlib colormap name.
+    """
+    from .cam import upsample
+
+    img = np.asarray(image)
+    if img.ndim != 3 or img.shape[-1] != 3:
+        raise ValueError(f"image must be RGB (H, W, 3), got {img.shape}")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    heat = colorize(upsample(heatmap, img.shape[:2]), cmap)
+    out = (1 - alpha) * img.astype(np.float32) + alpha * heat.astype(np.float32)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def show(images, titles=None, cols: int | None = None, size: float = 3.0, cmap="jet", dpi: int = 72):
+    """Images (RGB or 2-D heatmaps) side by side with titles; returns the figure."""
+    import matplotlib.pyplot as plt
+
+    images = list(images)
+    n = len(images)
+    cols = cols or n
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(size * cols, size * rows), dpi=dpi, squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, img in enumerate(images):
+        ax = axes.flat[i]
+        a = np.asarray(img)
+        ax.imshow(
+            a, cmap=cmap if a.ndim == 2 else None, vmin=0 if a.ndim == 2 else None, vmax=1 if a.ndim == 2 else None
+        )
+        if titles is not None:
+            ax.set_title(titles[i], fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def save(image_or_figure, name: str, directory=None, dpi: int = 80) -> Path:
+    """Write a uint8 image or a Matplotlib figure as PNG/JPEG (by suffix) under ``images/``."""
+    directory = Path(directory) if directory is not None else IMAGES_DIR
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / name
+    if path.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+        raise ValueError(f"save writes .png or .jpg files, not {path.suffix!r}")
+    if hasattr(image_or_figure, "savefig"):
+        image_or_figure.savefig(path, dpi=dpi, bbox_inches="tight")
+    else:
+        from PIL import Image
+
+        Image.fromarray(np.asarray(image_or_figure, np.uint8)).save(path, quality=90)
+    return path

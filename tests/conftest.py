@@ -1,0 +1,36 @@
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import helpers  # noqa: E402, F401  (imports TensorFlow quietly)
+
+
+@pytest.fixture(scope="session")
+def lite0():
+    from helpers import models
+
+    return models.load("efficientnet_lite0")
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    """A convnet you can do on paper: 1x1 conv (2 channels) + ReLU + GAP + dense(2) + softmax.
+
+    Input (4, 4, 1). Channel 0 = 2 * x, channel 1 = -1 * x (then ReLU).
+    Dense kernel [[1, -1], [0.5, 2]], bias [0.1, -0.1].
+    """
+    inp = keras.Input((4, 4, 1))
+    conv = keras.layers.Conv2D(2, 1, use_bias=False, name="conv")
+    x = keras.layers.ReLU(name="relu")(conv(inp))
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    dense = keras.layers.Dense(2, name="logits")
+    x = keras.layers.Activation("softmax", name="probs")(dense(x))
+    model = keras.Model(inp, x, name="tiny")
+    conv.set_weights([np.array([2.0, -1.0], np.float32).reshape(1, 1, 1, 2)])
+    dense.set_weights([np.array([[1.0, -1.0], [0.5, 2.0]], np.float32), np.array([0.1, -0.1], np.float32)])
+    return model

@@ -1,0 +1,37 @@
+import numpy as np
+import pytest
+
+from helpers import viz
+
+
+def test_colorize_endpoints_of_jet():
+    c = viz.colorize(np.array([[0.0, 1.0]]))
+    assert c.dtype == np.uint8 and c.shape == (1, 2, 3)
+    assert c[0, 0, 2] > 100 and c[0, 0, 0] == 0  # low = blue
+    assert c[0, 1, 0] > 100 and c[0, 1, 2] == 0  # high = red
+
+
+def test_overlay_keeps_the_image_size_and_blends():
+    img = np.full((30, 40, 3), 100, np.uint8)
+    heat = np.zeros((7, 7), np.float32)
+    out = viz.overlay(img, heat, alpha=0.0)
+    assert out.shape == img.shape and out.dtype == np.uint8
+    np.testing.assert_array_equal(out, img)
+    full = viz.overlay(img, heat, alpha=1.0)
+    np.testing.assert_array_equal(full, viz.colorize(np.zeros((30, 40))))
+
+
+def test_overlay_errors():
+    with pytest.raises(ValueError, match="alpha"):
+        viz.overlay(np.zeros((4, 4, 3), np.uint8), np.zeros((2, 2)), alpha=2)
+    with pytest.raises(ValueError, match="NaN"):
+        viz.colorize(np.full((2, 2), np.nan))
+
+
+def test_save_png_and_figure(tmp_path):
+    p = viz.save(np.zeros((4, 4, 3), np.uint8), "x.png", directory=tmp_path)
+    assert p.read_bytes()[:4] == b"\x89PNG"
+    fig = viz.show([np.zeros((4, 4, 3), np.uint8), np.zeros((4, 4))], ["a", "b"])
+    assert viz.save(fig, "f.jpg", directory=tmp_path).stat().st_size > 0
+    with pytest.raises(ValueError, match="png"):
+        viz.save(np.zeros((2, 2, 3), np.uint8), "x.gif", directory=tmp_path)
