@@ -90,8 +90,15 @@ def activation_grid(activation, images_per_row: int = 16) -> np.ndarray:
     return grid[:-1, :-1]
 
 
-def plot_activations(activations: dict, images_per_row: int = 16, scale: float = 0.04, max_channels=None, dpi=72):
+def plot_activations(activations: dict, images_per_row: int = 16, width: float = 10.0, max_channels=None, dpi=72):
     """One figure per layer: its channel grid titled with the layer name and shape.
+
+    Args:
+        activations: ``{layer name: (1, h, w, C) activation}``.
+        images_per_row: tiles per row.
+        width: figure width in inches (the height follows the grid).
+        max_channels: draw only the first channels of wide layers.
+        dpi: figure resolution.
 
     Returns:
         The list of matplotlib figures.
@@ -104,7 +111,7 @@ def plot_activations(activations: dict, images_per_row: int = 16, scale: float =
         if max_channels is not None:
             a = a[..., :max_channels]
         grid = activation_grid(a, images_per_row)
-        fig = plt.figure(figsize=(max(scale * grid.shape[1], 3), max(scale * grid.shape[0], 1)), dpi=dpi)
+        fig = plt.figure(figsize=(width, width * grid.shape[0] / grid.shape[1] + 0.3), dpi=dpi)
         plt.title(f"{name}  {tuple(np.asarray(act).shape[-3:])}", fontsize=9)
         plt.imshow(grid, aspect="auto", cmap="viridis")
         plt.axis("off")

@@ -56,7 +56,7 @@ def _fourier_basis(size: int):
     fy = np.fft.fftfreq(size)[:, None]
     fx = np.fft.rfftfreq(size)[None, :]
     freqs = np.sqrt(fx * fx + fy * fy)
-    return (1.0 / np.maximum(freqs, 1.0 / size)).astype(np.float32)
+    return (size / np.maximum(freqs, 1.0 / size)).astype(np.float32)  # 1/f, times sqrt(h*w)
 
 
 def _compile(model, layer, size: int, method: str, value_range):
@@ -152,7 +152,7 @@ def filter_patterns(
         filters: channel indices; all are optimised together in one batch.
         steps: gradient-ascent steps.
         learning_rate: step size; None is 10.0 for ``"plain"`` (the lesson's value)
-            and 0.05 (Adam) for ``"fourier"``.
+            and 0.1 (Adam) for ``"fourier"``.
         size: side of the optimised image in pixels.
         seed: the same seed gives the same patterns.
         method: ``"plain"`` or ``"fourier"`` (regularised, Olah et al. 2017).
@@ -184,7 +184,7 @@ def filter_patterns(
             img, loss = step(img, f, lr)
         out = deprocess(img.numpy(), crop=size // 8)
     else:
-        lr = tf.constant(0.05 if learning_rate is None else learning_rate, tf.float32)
+        lr = tf.constant(0.1 if learning_rate is None else learning_rate, tf.float32)
         shape = (n, 3, size, size // 2 + 1, 2)
         spec = tf.constant((rng.standard_normal(shape) * 0.01).astype(np.float32))
         m, v = tf.zeros(shape), tf.zeros(shape)

@@ -73,7 +73,15 @@ SPECS = {
     "xception": ModelSpec("xception", 299, "block14_sepconv2_act", _keras_app("xception"), False),
     "vgg16": ModelSpec("vgg16", 224, "block5_conv3", _keras_app("vgg16"), False),
     "resnet50": ModelSpec("resnet50", 224, "conv5_block3_out", _keras_app("resnet50"), False),
+    # The original lesson's small cats-vs-dogs convnet (Chollet, DLwP 2nd ed., ch. 8);
+    # it rescales 0..255 inputs itself.
+    "cats_vs_dogs": ModelSpec("cats_vs_dogs", 180, "conv2d_4", lambda x: x, False),
 }
+
+CATS_VS_DOGS_URL = (
+    "https://github.com/rickiepark/deep-learning-with-python-2nd/raw/main/"
+    "convnet_from_scratch_with_augmentation.keras"
+)
 
 
 def spec(name: str) -> ModelSpec:
@@ -245,11 +253,14 @@ def _load_keras_app(name: str):
         "resnet50": keras.applications.ResNet50,
     }
     try:
+        if name == "cats_vs_dogs":
+            path = keras.utils.get_file("convnet_from_scratch_with_augmentation.keras", CATS_VS_DOGS_URL)
+            return keras.models.load_model(path)
         return builders[name](weights="imagenet")
     except Exception as exc:  # noqa: BLE001 - urllib, HTTP, SSL, OS errors all mean "no weights"
         raise WeightsUnavailableError(
-            f"could not download the ImageNet weights of {name!r} ({type(exc).__name__}: "
-            f"{str(exc)[:120]}). This needs internet access to storage.googleapis.com. "
+            f"could not download the weights of {name!r} ({type(exc).__name__}: "
+            f"{str(exc)[:120]}). This needs internet access. "
             "Offline, use the embedded model instead: models.load('efficientnet_lite0')."
         ) from None
 

@@ -66,8 +66,16 @@ def show(images, titles=None, cols: int | None = None, size: float = 3.0, cmap="
     return fig
 
 
-def save(image_or_figure, name: str, directory=None, dpi: int = 80) -> Path:
-    """Write a uint8 image or a Matplotlib figure as PNG/JPEG (by suffix) under ``images/``."""
+def save(image_or_figure, name: str, directory=None, dpi: int = 80, max_side: int | None = None) -> Path:
+    """Write a uint8 image or a Matplotlib figure as PNG/JPEG (by suffix) under ``images/``.
+
+    Args:
+        image_or_figure: uint8 RGB array or a Matplotlib figure.
+        name: file name; its suffix (.png, .jpg) picks the format.
+        directory: where to write; None is the repository's ``images/``.
+        dpi: resolution of a figure.
+        max_side: shrink an array image so its longer side is at most this many pixels.
+    """
     directory = Path(directory) if directory is not None else IMAGES_DIR
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / name
@@ -78,5 +86,8 @@ def save(image_or_figure, name: str, directory=None, dpi: int = 80) -> Path:
     else:
         from PIL import Image
 
-        Image.fromarray(np.asarray(image_or_figure, np.uint8)).save(path, quality=90)
+        im = Image.fromarray(np.asarray(image_or_figure, np.uint8))
+        if max_side is not None and max(im.size) > max_side:
+            im.thumbnail((max_side, max_side), Image.LANCZOS)
+        im.save(path, quality=85)
     return path

@@ -107,7 +107,7 @@ def test_cache_is_used_and_a_damaged_cache_is_rebuilt(tmp_path, monkeypatch, lit
     assert time.perf_counter() - t0 < 120
 
 
-@pytest.mark.parametrize("name", ["xception", "vgg16", "resnet50"])
+@pytest.mark.parametrize("name", ["xception", "vgg16", "resnet50", "cats_vs_dogs"])
 def test_download_models_fail_fast_offline(name, monkeypatch, tmp_path):
     def no_network(*args, **kwargs):
         raise OSError("network is unreachable (test)")
