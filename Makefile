@@ -30,8 +30,8 @@ notebooks: $(STAMP)
 test: lint unit nbval
 
 lint: $(STAMP)
-	$(BIN)/ruff check helpers tests benchmarks
-	$(BIN)/ruff format --check helpers tests benchmarks
+	$(BIN)/ruff check helpers tests $(wildcard benchmarks)
+	$(BIN)/ruff format --check helpers tests $(wildcard benchmarks)
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests

@@ -7,7 +7,31 @@ from ._quiet import import_tensorflow
 
 import_tensorflow()
 
-from . import activations, boxes, cam, filters, graph, images, models, viz  # noqa: E402
+from . import (  # noqa: E402
+    activations,
+    boxes,
+    cam,
+    datasets,
+    filters,
+    graph,
+    images,
+    localization,
+    models,
+    training,
+    viz,
+)
 
-__all__ = ["activations", "boxes", "cam", "filters", "graph", "images", "models", "viz"]
+__all__ = [
+    "activations",
+    "boxes",
+    "cam",
+    "datasets",
+    "filters",
+    "graph",
+    "images",
+    "localization",
+    "models",
+    "training",
+    "viz",
+]
 __version__ = "0.1.0"

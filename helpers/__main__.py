@@ -47,6 +47,23 @@ def gradcam(args) -> int:
     return 0
 
 
+def localize(args) -> int:
+    from . import datasets, localization, training
+
+    model, _ = training.train_cam_model(dataset=args.dataset, backbone=args.backbone, manual_dir=args.manual_dir)
+    (val, test), _ = datasets.load(args.dataset, split=("validation", "test"), manual_dir=args.manual_dir)
+    size = int(model.input_shape[1])
+    result = localization.evaluate(model, val, test, args.backbone, size, progress=not args.json)
+    table = {
+        k: {m: v[m] for m in ("max_box_acc", "max_box_acc_v2", "mean_iou", "tau")} for k, v in result["methods"].items()
+    }
+    print(f"test accuracy {result['accuracy']:.3f} ({args.dataset}, {args.backbone})")
+    print(localization.format_table(table))
+    if args.json:
+        print(json.dumps({"methods": table, "accuracy": result["accuracy"]}))
+    return 0
+
+
 def main(argv=None) -> int:
     from pathlib import Path
 
@@ -68,13 +85,20 @@ def main(argv=None) -> int:
     g.add_argument("--class", dest="class_", default=None, help="class name or index (default: top-1)")
     g.add_argument("--out", type=Path, required=True)
     g.set_defaults(func=gradcam)
+    loc = sub.add_parser("localize", help="train (or reuse) a CAM model and measure its boxes")
+    loc.add_argument("--dataset", default="toy_cars", help="toy_cars, toy_cars/small or stanford_cars")
+    loc.add_argument("--backbone", default="efficientnet_lite0", choices=["efficientnet_lite0", "resnet50"])
+    loc.add_argument("--manual-dir", default=None, help="folder with the Stanford Cars files")
+    loc.add_argument("--json", action="store_true", help="end with one JSON line")
+    loc.set_defaults(func=localize)
     args = parser.parse_args(argv)
+    from .datasets import MissingFilesError
     from .images import ImageLoadError
     from .models import WeightsUnavailableError
 
     try:
         return args.func(args)
-    except (ImageLoadError, WeightsUnavailableError, ValueError) as exc:
+    except (ImageLoadError, WeightsUnavailableError, MissingFilesError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

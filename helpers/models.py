@@ -79,8 +79,7 @@ SPECS = {
 }
 
 CATS_VS_DOGS_URL = (
-    "https://github.com/rickiepark/deep-learning-with-python-2nd/raw/main/"
-    "convnet_from_scratch_with_augmentation.keras"
+    "https://github.com/rickiepark/deep-learning-with-python-2nd/raw/main/convnet_from_scratch_with_augmentation.keras"
 )
 
 

@@ -1,0 +1,57 @@
+"""Localisation data sets as TensorFlow Datasets builders.
+
+Importing this package registers ``toy_cars`` (generated offline) and
+``stanford_cars`` (the original files, placed by hand), so ``tfds.load`` finds them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .._quiet import import_tensorflow
+
+import_tensorflow()
+
+import tensorflow_datasets as tfds  # noqa: E402
+
+from . import render  # noqa: E402
+from .stanford_cars import MissingFilesError, StanfordCars, check_manual_dir  # noqa: E402
+from .toy_cars import ToyCars  # noqa: E402
+
+DATA_DIR = Path(__file__).resolve().parents[2] / "data" / "tfds"
+
+__all__ = ["DATA_DIR", "MissingFilesError", "StanfordCars", "ToyCars", "check_manual_dir", "load", "render"]
+
+
+def load(name: str = "toy_cars", split=("train", "validation", "test"), data_dir=None, manual_dir=None, **kwargs):
+    """``tfds.load`` of a course data set, prepared on first use under ``data/tfds``.
+
+    Args:
+        name: ``"toy_cars"`` (optionally ``"toy_cars/small"``) or ``"stanford_cars"``.
+        split: a split name or a sequence of them. ``stanford_cars`` has only
+            train and test: its validation split is the last 10% of train.
+        data_dir: where TFDS stores the prepared data (default ``data/tfds``).
+        manual_dir: for ``stanford_cars``, the folder holding the four original files.
+        **kwargs: passed to ``tfds.load`` (``with_info`` is always on).
+
+    Returns:
+        ``(datasets, info)`` as ``tfds.load(..., with_info=True)``.
+    """
+    data_dir = Path(data_dir) if data_dir is not None else DATA_DIR
+    dl_config = None
+    if name.startswith("stanford_cars"):
+        manual_dir = Path(manual_dir) if manual_dir is not None else data_dir / "downloads" / "manual"
+        builder = tfds.builder(name, data_dir=str(data_dir))
+        if not builder.is_prepared():
+            check_manual_dir(manual_dir)
+        dl_config = tfds.download.DownloadConfig(manual_dir=str(manual_dir))
+        rename = {"validation": "train[90%:]", "train": "train[:90%]"}
+        split = rename.get(split, split) if isinstance(split, str) else [rename.get(s, s) for s in split]
+    return tfds.load(
+        name,
+        split=list(split) if not isinstance(split, str) else split,
+        data_dir=str(data_dir),
+        with_info=True,
+        download_and_prepare_kwargs={"download_config": dl_config} if dl_config else None,
+        **kwargs,
+    )

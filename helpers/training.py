@@ -1,0 +1,227 @@
+"""Train a classifier with global average pooling, the architecture CAM needs.
+
+Zhou et al. (CVPR 2016, Sec. 2) replace the fully connected layers after the
+last convolution with global average pooling and one dense layer: then every
+class score is a weighted sum of pooled feature maps, and the same weights
+applied to the unpooled maps give the class activation map.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from . import models
+from ._quiet import import_tensorflow
+
+tf = import_tensorflow()
+import keras  # noqa: E402
+
+CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "data" / "checkpoints"
+BACKBONES = ("efficientnet_lite0", "resnet50")
+
+
+def _trunk(backbone: str, input_size: int):
+    if backbone == "efficientnet_lite0":
+        trunk = models.efficientnet_lite0(include_top=False, input_shape=(input_size, input_size, 3))
+        weights = models._cached_lite0_weights()
+        for name, arrays in weights.items():
+            if name != "logits":
+                trunk.get_layer(name).set_weights(arrays)
+        return trunk
+    if backbone == "resnet50":
+        try:
+            return keras.applications.ResNet50(
+                include_top=False, weights="imagenet", input_shape=(input_size, input_size, 3)
+            )
+        except Exception as exc:  # noqa: BLE001 - any download failure
+            raise models.WeightsUnavailableError(
+                f"could not download ResNet50's ImageNet weights ({type(exc).__name__}). This needs "
+                "internet access; offline, use backbone='efficientnet_lite0'."
+            ) from None
+    raise ValueError(f"unknown backbone {backbone!r}; choose one of {BACKBONES}")
+
+
+def build_cam_model(
+    backbone: str = "efficientnet_lite0",
+    num_classes: int = 8,
+    input_size: int = 224,
+    feature_layer: str | None = None,
+    dropout: float = 0.2,
+):
+    """Backbone layers -> global average pooling -> dense logits (-> softmax), one flat graph.
+
+    The graph is flat (the backbone's layers, not a nested model), so CAM and
+    Grad-CAM can reach every layer by name.
+
+    Args:
+        backbone: ``"efficientnet_lite0"`` (embedded ImageNet weights) or
+            ``"resnet50"`` (keras.applications; downloads its weights).
+        num_classes: classes of the new dense layer.
+        input_size: side of the square input.
+        feature_layer: cut the backbone here (None: its last layer). An earlier
+            layer gives higher-resolution maps, e.g. ``"block6a_expand_activation"``
+            (14x14 at 224 px instead of 7x7).
+        dropout: dropout rate before the dense layer (training only).
+
+    Returns:
+        A functional model whose layers end ``... features, "gap", "dropout",
+        "logits", "predictions"``; ``model.get_layer("logits")`` holds the CAM weights.
+    """
+    trunk = _trunk(backbone, input_size)
+    feats = trunk.get_layer(feature_layer).output if feature_layer else trunk.output
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(feats)
+    x = keras.layers.Dropout(dropout, name="dropout")(x)
+    x = keras.layers.Dense(num_classes, name="logits")(x)
+    out = keras.layers.Activation("softmax", name="predictions", dtype="float32")(x)
+    return keras.Model(trunk.input, out, name=f"cam_{backbone}")
+
+
+def normalize(backbone: str, images):
+    """The backbone's own input normalisation, on tensors (usable inside tf.data)."""
+    if backbone == "efficientnet_lite0":
+        return (images - 127.0) / 128.0
+    return keras.applications.resnet50.preprocess_input(images)
+
+
+def make_pipeline(ds, backbone: str, input_size: int, batch_size: int = 32, training: bool = False, seed: int = 0):
+    """TFDS examples -> ``(normalised image, label)`` batches: decode, resize, cache, shuffle, prefetch."""
+
+    def prep(ex):
+        img = tf.image.resize(tf.cast(ex["image"], tf.float32), (input_size, input_size), antialias=True)
+        return normalize(backbone, img), ex["label"]
+
+    ds = ds.map(prep, num_parallel_calls=tf.data.AUTOTUNE).cache()
+    if training:
+        ds = ds.shuffle(2048, seed=seed, reshuffle_each_iteration=True)
+        ds = ds.map(lambda x, y: (tf.image.random_flip_left_right(x, seed=seed), y))
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def _set_trainable(model, from_layer: str | None):
+    """Freeze everything before ``from_layer`` (None: freeze the whole backbone); BN stays frozen."""
+    names = [lay.name for lay in model.layers]
+    start = names.index(from_layer) if from_layer else names.index("gap")
+    for i, lay in enumerate(model.layers):
+        lay.trainable = i >= start and not isinstance(lay, keras.layers.BatchNormalization)
+
+
+class _EpochLine(keras.callbacks.Callback):
+    def __init__(self, stage: str, epochs: int):
+        super().__init__()
+        self.stage, self.epochs = stage, epochs
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        print(
+            f"[{self.stage}] epoch {epoch + 1}/{self.epochs}: loss {logs.get('loss', 0):.3f} "
+            f"acc {logs.get('accuracy', 0):.3f} | val loss {logs.get('val_loss', 0):.3f} "
+            f"val acc {logs.get('val_accuracy', 0):.3f}",
+            flush=True,
+        )
+
+
+def train_cam_model(
+    dataset: str = "toy_cars",
+    backbone: str = "efficientnet_lite0",
+    input_size: int = 224,
+    feature_layer: str | None = "block6a_expand_activation",
+    head_epochs: int = 3,
+    fine_tune_epochs: int = 2,
+    fine_tune_from: str | None = "block5a_expand_conv",
+    batch_size: int = 32,
+    learning_rate: float = 1e-3,
+    checkpoint: str | Path | None = None,
+    reuse: bool = True,
+    seed: int = 0,
+    data_dir=None,
+    manual_dir=None,
+):
+    """Train (or reload) a CAM model on a localisation data set.
+
+    Stage 1 trains the new dense layer on the frozen backbone; stage 2 (if
+    ``fine_tune_epochs``) also trains the backbone from ``fine_tune_from`` on at a
+    10x lower learning rate. The model is built inside
+    ``tf.distribute.get_strategy()``, so a ``MirroredStrategy`` scope spreads it
+    over several GPUs unchanged.
+
+    Args:
+        dataset: ``"toy_cars"`` (or ``"toy_cars/small"``) or ``"stanford_cars"``.
+        backbone: ``"efficientnet_lite0"`` or ``"resnet50"`` (see :func:`build_cam_model`).
+        input_size: side of the square input.
+        feature_layer: where the backbone is cut (see :func:`build_cam_model`).
+        head_epochs: epochs of stage 1.
+        fine_tune_epochs: epochs of stage 2 (0 skips it).
+        fine_tune_from: first backbone layer trained in stage 2.
+        batch_size: images per step.
+        learning_rate: stage 1 learning rate (Adam).
+        checkpoint: ``.keras`` path; default ``data/checkpoints/<dataset>_<backbone>.keras``.
+        reuse: reload the checkpoint when it exists and was trained with the same settings.
+        seed: seeds shuffling, augmentation and the dense layer's initialisation.
+        data_dir: where TFDS data lives (see :func:`helpers.datasets.load`).
+        manual_dir: the Stanford Cars files, for ``dataset="stanford_cars"``.
+
+    Returns:
+        ``(model, history)``; history maps ``loss``, ``accuracy``, ``val_loss``,
+        ``val_accuracy`` to per-epoch lists (stages concatenated).
+    """
+    from . import datasets
+
+    settings = dict(
+        dataset=dataset, backbone=backbone, input_size=input_size, feature_layer=feature_layer,
+        head_epochs=head_epochs, fine_tune_epochs=fine_tune_epochs, fine_tune_from=fine_tune_from,
+        batch_size=batch_size, learning_rate=learning_rate, seed=seed,
+    )  # fmt: skip
+    path = Path(checkpoint) if checkpoint else CHECKPOINT_DIR / f"{dataset.replace('/', '_')}_{backbone}.keras"
+    meta = path.with_suffix(".json")
+    if reuse and path.is_file() and meta.is_file():
+        saved = json.loads(meta.read_text())
+        if saved.get("settings") == settings:
+            print(f"reusing {path.name} (trained with the same settings)")
+            return keras.models.load_model(path, compile=False), saved["history"]
+
+    (train, val), info = datasets.load(dataset, split=("train", "validation"), data_dir=data_dir, manual_dir=manual_dir)
+    num_classes = info.features["label"].num_classes
+    train_ds = make_pipeline(train, backbone, input_size, batch_size, training=True, seed=seed)
+    val_ds = make_pipeline(val, backbone, input_size, batch_size)
+
+    keras.utils.set_random_seed(seed)
+    with tf.distribute.get_strategy().scope():
+        model = build_cam_model(backbone, num_classes, input_size, feature_layer)
+    history: dict[str, list] = {}
+
+    def fit(stage, epochs, lr, from_layer):
+        if epochs <= 0:
+            return
+        _set_trainable(model, from_layer)
+        with tf.distribute.get_strategy().scope():
+            model.compile(
+                optimizer=keras.optimizers.Adam(lr),
+                loss=keras.losses.SparseCategoricalCrossentropy(),
+                metrics=["accuracy"],
+            )
+        h = model.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=0, callbacks=[_EpochLine(stage, epochs)])
+        for k, v in h.history.items():
+            history.setdefault(k, []).extend(float(x) for x in v)
+
+    fit("head", head_epochs, learning_rate, None)
+    fit("fine-tune", fine_tune_epochs, learning_rate / 10, fine_tune_from)
+    for lay in model.layers:
+        lay.trainable = True
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.save(path)
+    meta.write_text(json.dumps({"settings": settings, "history": history}))
+    print(f"saved {path}")
+    return model, history
+
+
+def predict_classes(model, ds, backbone: str, input_size: int, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """(predicted, true) labels over a TFDS split."""
+    pipe = make_pipeline(ds, backbone, input_size, batch_size)
+    pred, true = [], []
+    for x, y in pipe:
+        pred.append(np.argmax(model(x, training=False), axis=-1))
+        true.append(y.numpy())
+    return np.concatenate(pred), np.concatenate(true)
