@@ -5,11 +5,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NOTEBOOKS := $(sort $(wildcard notebooks/0*.ipynb))
+SOLUTIONS := $(sort $(wildcard notebooks/solutions/*.ipynb))
 export TF_CPP_MIN_LOG_LEVEL := 3
 export PYTHONHASHSEED := 0
 export MPLBACKEND := Agg
 
-.PHONY: course test unit nbval lint lab notebooks bench clean
+.PHONY: course test unit nbval lint lab notebooks exercises bench clean
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -22,9 +23,14 @@ $(STAMP): requirements.txt pyproject.toml
 course: $(STAMP)
 	$(BIN)/python -m helpers.course --html build $(NOTEBOOKS)
 
-## notebooks: execute the notebooks in place (what gets committed)
+## notebooks: execute the notebooks and the project solution in place (what gets committed)
 notebooks: $(STAMP)
-	$(BIN)/python -m helpers.course --inplace $(NOTEBOOKS)
+	$(BIN)/python -m helpers.course --inplace $(NOTEBOOKS) $(SOLUTIONS)
+
+## exercises: regenerate the student copy of the project from its solution, and execute it
+exercises: $(STAMP)
+	$(BIN)/python -m helpers.student_copy notebooks/solutions/06_project_cam_iou.ipynb notebooks/06_project_cam_iou.ipynb
+	$(BIN)/python -m helpers.course --inplace notebooks/06_project_cam_iou.ipynb
 
 ## test: ruff, the unit tests, and nbval over the notebooks
 test: lint unit nbval
@@ -38,7 +44,7 @@ unit: $(STAMP)
 
 nbval: $(STAMP)
 	@if [ -n "$(NOTEBOOKS)" ]; then \
-	  $(BIN)/python -m pytest -q -p no:randomly --nbval $(NOTEBOOKS) \
+	  $(BIN)/python -m pytest -q -p no:randomly --nbval $(NOTEBOOKS) $(SOLUTIONS) \
 	    --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout 600; \
 	else echo "no notebooks yet"; fi
 

@@ -80,7 +80,7 @@ def _compile(model, layer, size: int, method: str, value_range):
             g = g / (tf.norm(tf.reshape(g, (tf.shape(g)[0], -1)), axis=1)[:, None, None, None] + 1e-8)
             return images + lr * g, loss
 
-        per_model[key] = (step, None)
+        per_model[key] = (step, None, tf.function(lambda images, filters: _objective(taps, images, filters)))
         return per_model[key]
 
     scale = tf.constant(_fourier_basis(size))
@@ -116,7 +116,8 @@ def _compile(model, layer, size: int, method: str, value_range):
         vhat = v / (1 - 0.999**t)
         return spec - lr * mhat / (tf.sqrt(vhat) + 1e-8), m, v, loss
 
-    per_model[key] = (step, to_image)
+    evaluate = tf.function(lambda images, filters: _objective(taps, lo + (hi - lo) * images, filters))
+    per_model[key] = (step, to_image, evaluate)
     return per_model[key]
 
 
@@ -159,7 +160,8 @@ def filter_patterns(
         value_range: the model's input range that [0, 1] images map to
             (``(-1, 1)`` for the embedded model).
         progress: show a progress bar over the steps.
-        return_loss: also return each filter's final mean activation.
+        return_loss: also return each filter's mean activation (border excluded) on the
+            final image.
 
     Returns:
         uint8 ``(len(filters), size - 2*crop, size - 2*crop, 3)``, border cropped
@@ -172,16 +174,16 @@ def filter_patterns(
     idx = np.asarray(list(filters), np.int32)
     if idx.size == 0 or idx.min() < 0 or idx.max() >= channels:
         raise ValueError(f"filters must be non-empty indices in [0, {channels}) for layer {lay.name!r}")
-    step, to_image = _compile(model, lay, size, method, value_range)
+    step, to_image, evaluate = _compile(model, lay, size, method, value_range)
     n = len(idx)
     f = tf.constant(idx)
     rng = np.random.default_rng(seed)
-    loss = None
     if method == "plain":
         lr = tf.constant(10.0 if learning_rate is None else learning_rate, tf.float32)
         img = tf.constant(rng.uniform(0.4, 0.6, (n, size, size, 3)).astype(np.float32))
         for _ in _progress(range(steps), progress, f"{lay.name} ({n} filters)"):
-            img, loss = step(img, f, lr)
+            img, _ = step(img, f, lr)
+        final = img
         out = deprocess(img.numpy(), crop=size // 8)
     else:
         lr = tf.constant(0.1 if learning_rate is None else learning_rate, tf.float32)
@@ -189,11 +191,14 @@ def filter_patterns(
         spec = tf.constant((rng.standard_normal(shape) * 0.01).astype(np.float32))
         m, v = tf.zeros(shape), tf.zeros(shape)
         for t in _progress(range(1, steps + 1), progress, f"{lay.name} ({n} filters, fourier)"):
-            spec, m, v, loss = step(spec, m, v, tf.constant(float(t)), f, lr, tf.constant([seed, t], tf.int32))
-        img = to_image(spec).numpy()
+            spec, m, v, _ = step(spec, m, v, tf.constant(float(t)), f, lr, tf.constant([seed, t], tf.int32))
+        final = to_image(spec)
+        img = final.numpy()
         crop = size // 8
         out = (img[:, crop : size - crop, crop : size - crop] * 255).round().astype(np.uint8)
-    return (out, loss.numpy()) if return_loss else out
+    if not return_loss:
+        return out
+    return out, evaluate(final, f).numpy()  # each filter's objective on the final, untransformed image
 
 
 def stitch(patterns, rows: int | None = None, margin: int = 5) -> np.ndarray:

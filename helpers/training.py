@@ -95,8 +95,14 @@ def make_pipeline(ds, backbone: str, input_size: int, batch_size: int = 32, trai
 
     ds = ds.map(prep, num_parallel_calls=tf.data.AUTOTUNE).cache()
     if training:
-        ds = ds.shuffle(2048, seed=seed, reshuffle_each_iteration=True)
-        ds = ds.map(lambda x, y: (tf.image.random_flip_left_right(x, seed=seed), y))
+        ds = ds.shuffle(2048, seed=seed, reshuffle_each_iteration=True).enumerate()
+
+        # stateless flips keyed by position: reproducible even with parallel map
+        def flip(i, xy):
+            key = tf.stack([seed, tf.cast(i, tf.int32)])
+            return tf.image.stateless_random_flip_left_right(xy[0], key), xy[1]
+
+        ds = ds.map(flip, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
@@ -128,9 +134,9 @@ def train_cam_model(
     backbone: str = "efficientnet_lite0",
     input_size: int = 224,
     feature_layer: str | None = "block6a_expand_activation",
-    head_epochs: int = 3,
-    fine_tune_epochs: int = 2,
-    fine_tune_from: str | None = "block5a_expand_conv",
+    head_epochs: int = 2,
+    fine_tune_epochs: int = 3,
+    fine_tune_from: str | None = "block4a_expand_conv",
     batch_size: int = 32,
     learning_rate: float = 1e-3,
     checkpoint: str | Path | None = None,
@@ -202,7 +208,8 @@ def train_cam_model(
                 loss=keras.losses.SparseCategoricalCrossentropy(),
                 metrics=["accuracy"],
             )
-        h = model.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=0, callbacks=[_EpochLine(stage, epochs)])
+        lines = _EpochLine(stage, epochs)
+        h = model.fit(train_ds, validation_data=val_ds, epochs=epochs, shuffle=False, verbose=0, callbacks=[lines])
         for k, v in h.history.items():
             history.setdefault(k, []).extend(float(x) for x in v)
 

@@ -1,0 +1,225 @@
+"""``python -m benchmarks [--smoke]``: times and ratios of the course's hot paths.
+
+Every figure is the per-image (or per-filter) time of one call after a warm-up,
+minimum and median over repeats, all measured in this one run, so the ratios
+compare like with like. Targets (README) are ratios; absolute times are context.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from helpers import cam, filters, images, localization, models, training
+from helpers._quiet import import_tensorflow
+from helpers.graph import find_layer, tap_model
+
+tf = import_tensorflow()
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def timeit(fn, repeats: int, per: int) -> dict:
+    """Warm up once, then time ``repeats`` calls; seconds per item (min and median)."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) / per)
+    return {"min": min(times), "median": statistics.median(times)}
+
+
+def batch_of(n: int) -> np.ndarray:
+    photos = [images.sample(s) for s in ("chelsea", "coffee", "astronaut", "rocket", "motorcycle", "grace_hopper")]
+    x = models.preprocess("efficientnet_lite0", [images.load(p, size=224) for p in photos])
+    return np.concatenate([x] * (n // len(x) + 1))[:n]
+
+
+# ------------------------------------------------------------------ references in the seeds' style
+def reference_grad_cam(model, x, layer="top_activation"):
+    """One image at a time, a Python loop over channels (the original lessons' code)."""
+    grad_model = tf.keras.Model(model.input, [model.get_layer(layer).output, model.get_layer("logits").output])
+    out = []
+    for img in x:
+        with tf.GradientTape() as tape:
+            conv, logits = grad_model(img[None])
+            loss = logits[:, int(np.argmax(logits[0]))]
+        grads = tape.gradient(loss, conv)[0]
+        weights = np.mean(grads, axis=(0, 1))
+        conv = conv[0].numpy()
+        heat = np.zeros(conv.shape[:2], np.float32)
+        for k, w in enumerate(weights):
+            heat += w * conv[:, :, k]
+        heat = np.maximum(heat, 0)
+        out.append(heat / (heat.max() + 1e-7))
+    return out
+
+
+def reference_cam(model, x, layer="top_activation"):
+    feat_model = tf.keras.Model(model.input, [model.get_layer(layer).output, model.output])
+    w_all = model.get_layer("logits").get_weights()[0]
+    out = []
+    for img in x:
+        conv, pred = feat_model(img[None])
+        conv = conv[0].numpy()
+        c = int(np.argmax(pred[0]))
+        heat = np.zeros(conv.shape[:2], np.float32)
+        for k, w in enumerate(w_all[:, c]):
+            heat += w * conv[:, :, k]
+        heat = np.maximum(heat, 0)
+        out.append(heat / (heat.max() + 1e-7))
+    return out
+
+
+# ------------------------------------------------------------------ the benchmark
+def run(smoke: bool) -> dict:
+    big, reps = (2, 1) if smoke else (32, 5)
+    model = models.load("efficientnet_lite0")
+    x1, xb = batch_of(1), batch_of(big)
+    fwd = tf.function(lambda x: model(x, training=False))
+    taps_in = tf.function(lambda x: _input_grad(model, x))
+    r: dict = {}
+    r["forward, batch 1"] = timeit(lambda: fwd(x1).numpy(), reps, 1)
+    r[f"forward, batch {big}"] = timeit(lambda: fwd(xb).numpy(), reps, big)
+    r[f"forward+backward to input, batch {big}"] = timeit(lambda: taps_in(xb).numpy(), reps, big)
+    methods = {
+        "cam": cam.cam,
+        "grad_cam": cam.grad_cam,
+        "grad_cam_plus_plus": cam.grad_cam_plus_plus,
+        "layer_cam": cam.layer_cam,
+        "score_cam (64 channels)": lambda m, x: cam.score_cam(m, x, max_channels=8 if smoke else 64),
+    }
+    for name, fn in methods.items():
+        for n, x in ((1, x1), (big, xb)):
+            r[f"{name}, batch {n}"] = timeit(lambda fn=fn, x=x: fn(model, x), reps if n > 1 else reps * 2, n)
+    nref = 1 if smoke else 4
+    r["reference grad_cam (loop), per image"] = timeit(
+        lambda: reference_grad_cam(model, xb[:nref]), 1 if smoke else 2, nref
+    )
+    r["reference cam (loop), per image"] = timeit(lambda: reference_cam(model, xb[:nref]), 1 if smoke else 2, nref)
+
+    # filter patterns: batched vs one filter at a time, and the forward+backward floor
+    layer, size, steps = "block4a_expand_conv", (64 if smoke else 200), (2 if smoke else 30)
+    nf, nsingle = (4, 2) if smoke else (64, 8)
+    kw = dict(steps=steps, size=size, progress=False)
+    r[f"filter_patterns, {nf} filters batched, per filter"] = timeit(
+        lambda: filters.filter_patterns(model, layer, range(nf), **kw), 1, nf
+    )
+    r["filter_patterns, one filter at a time, per filter"] = timeit(
+        lambda: [filters.filter_patterns(model, layer, [f], **kw) for f in range(nsingle)], 1, nsingle
+    )
+    trunk = tap_model(model, [find_layer(model, layer)], logits=False, input_shape=(size, size, 3))
+    probe = tf.function(lambda z: _input_grad_trunk(trunk, z))
+    z = tf.random.uniform((nf, size, size, 3))
+    r[f"{steps} forward+backward passes to {layer}, per filter"] = timeit(
+        lambda: [probe(z).numpy() for _ in range(steps)], 1, nf
+    )
+
+    # localisation evaluation throughput on the toy_cars test split (weights do not change the speed)
+    from helpers import datasets
+
+    name = "toy_cars/tiny" if smoke else "toy_cars"
+    (test_ds,), _ = datasets.load(name, split=("test",))
+    cam_model = training.build_cam_model(feature_layer="block6a_expand_activation")
+    pipe = localization.eval_pipeline(test_ds, "efficientnet_lite0", 224, batch_size=big).cache()
+    n_test = sum(int(b[0].shape[0]) for b in pipe)  # also fills the cache: decoding is not timed
+    cam_fwd = tf.function(lambda x: cam_model(x, training=False))
+    r["CAM-model forward over the test split, per image"] = timeit(
+        lambda: [cam_fwd(b[0]).numpy() for b in pipe], 1 if smoke else 2, n_test
+    )
+    one = {"CAM": lambda m, x: cam.cam(m, x)}
+    taus = {"CAM": np.array([0.3, 0.5])}  # the test split is scored at the validation-chosen taus only
+    r["localisation evaluation (CAM), per image"] = timeit(
+        lambda: localization.collect(cam_model, pipe, one, taus, progress=False), 1 if smoke else 2, n_test
+    )
+    return {"smoke": smoke, "batch": big, "results": r, "notebooks": _notebook_times()}
+
+
+def _input_grad(model, x):
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        s = tf.reduce_sum(model(x, training=False))
+    return tape.gradient(s, x)
+
+
+def _input_grad_trunk(trunk, x):
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        s = tf.reduce_sum(trunk(x, training=False))
+    return tape.gradient(s, x)
+
+
+def _notebook_times() -> dict:
+    path = ROOT / "build" / "course_times.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def ratios(res: dict) -> list[tuple[str, float, str]]:
+    r, b = res["results"], res["batch"]
+    f = r[f"forward, batch {b}"]["min"]
+    rows = []
+    for name in ("cam", "grad_cam", "grad_cam_plus_plus", "layer_cam", "score_cam (64 channels)"):
+        rows.append((f"{name} / forward (batch {b})", r[f"{name}, batch {b}"]["min"] / f, "<= 1.3 for cam, grad_cam"))
+    rows.append(
+        (
+            "reference grad_cam / grad_cam",
+            r["reference grad_cam (loop), per image"]["min"] / r[f"grad_cam, batch {b}"]["min"],
+            ">= 30",
+        )
+    )
+    rows.append(
+        ("reference cam / cam", r["reference cam (loop), per image"]["min"] / r[f"cam, batch {b}"]["min"], ">= 30")
+    )
+    batched = next(v for k, v in r.items() if k.startswith("filter_patterns") and "batched" in k)["min"]
+    single = r["filter_patterns, one filter at a time, per filter"]["min"]
+    floor = next(v for k, v in r.items() if "forward+backward passes" in k)["min"]
+    rows.append(("filter patterns: one at a time / batched", single / batched, ">= 5"))
+    rows.append(("filter patterns: batched / fwd+bwd floor", batched / floor, "<= 1.5"))
+    ev = r["localisation evaluation (CAM), per image"]["min"]
+    fw = r["CAM-model forward over the test split, per image"]["min"]
+    rows.append(("evaluation throughput / forward throughput", fw / ev, ">= 0.7"))
+    return rows
+
+
+def markdown(res: dict) -> str:
+    lines = [f"Machine: {machine()}", "", "| measurement | min ms | median ms |", "|---|---:|---:|"]
+    for name, t in res["results"].items():
+        lines.append(f"| {name} | {t['min'] * 1e3:.1f} | {t['median'] * 1e3:.1f} |")
+    lines += ["", "| ratio | value | target |", "|---|---:|---|"]
+    for name, v, target in ratios(res):
+        lines.append(f"| {name} | {v:.2f} | {target} |")
+    if res["notebooks"]:
+        lines += ["", "| notebook (`make course`) | seconds |", "|---|---:|"]
+        lines += [f"| {k} | {v:.0f} |" for k, v in res["notebooks"].items()]
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, TensorFlow {tf.__version__}"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    p.add_argument("--smoke", action="store_true", help="tiny sizes: checks the benchmark still runs")
+    p.add_argument("--out", type=Path, default=ROOT / "build" / "benchmarks.json")
+    args = p.parse_args(argv)
+    res = run(args.smoke)
+    res["machine"] = machine()
+    res["ratios"] = {name: v for name, v, _ in ratios(res)}
+    print(markdown(res))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(res, indent=1))
+    print(f"\nwritten to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
