@@ -52,5 +52,9 @@ nbval: $(STAMP)
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks
 
+## bench: times and ratios of every hot path (markdown table; JSON in build/benchmarks.json)
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks
+
 clean:
 	rm -rf build

@@ -45,10 +45,10 @@ def batch_of(n: int) -> np.ndarray:
 
 # ------------------------------------------------------------------ references in the seeds' style
 def reference_grad_cam(model, x, layer="top_activation"):
-    """One image at a time, a Python loop over channels (the original lessons' code)."""
-    grad_model = tf.keras.Model(model.input, [model.get_layer(layer).output, model.get_layer("logits").output])
+    """One image at a time, a model built per call, a Python loop over channels (the seeds' code)."""
     out = []
     for img in x:
+        grad_model = tf.keras.Model(model.input, [model.get_layer(layer).output, model.get_layer("logits").output])
         with tf.GradientTape() as tape:
             conv, logits = grad_model(img[None])
             loss = logits[:, int(np.argmax(logits[0]))]
@@ -64,10 +64,10 @@ def reference_grad_cam(model, x, layer="top_activation"):
 
 
 def reference_cam(model, x, layer="top_activation"):
-    feat_model = tf.keras.Model(model.input, [model.get_layer(layer).output, model.output])
-    w_all = model.get_layer("logits").get_weights()[0]
     out = []
     for img in x:
+        feat_model = tf.keras.Model(model.input, [model.get_layer(layer).output, model.output])
+        w_all = model.get_layer("logits").get_weights()[0]
         conv, pred = feat_model(img[None])
         conv = conv[0].numpy()
         c = int(np.argmax(pred[0]))
@@ -135,7 +135,7 @@ def run(smoke: bool) -> dict:
     r["CAM-model forward over the test split, per image"] = timeit(
         lambda: [cam_fwd(b[0]).numpy() for b in pipe], 1 if smoke else 2, n_test
     )
-    one = {"CAM": lambda m, x: cam.cam(m, x)}
+    one = {"CAM": lambda m, x: cam.cam(m, x, return_class=True)}
     taus = {"CAM": np.array([0.3, 0.5])}  # the test split is scored at the validation-chosen taus only
     r["localisation evaluation (CAM), per image"] = timeit(
         lambda: localization.collect(cam_model, pipe, one, taus, progress=False), 1 if smoke else 2, n_test

@@ -85,7 +85,7 @@ def _reference_map(method, model, item, layer, logits: bool = True):
 
 
 # --------------------------------------------------------------------------- machinery
-def _run(task: str, title: str, cases: list[tuple[str, Callable[[], None]]]) -> bool:
+def _run(task: str, title: str, cases: list[tuple[str, Callable[[], None]]]) -> None:
     RESULTS[task] = None
     print(f"{title}")
     passed = 0
@@ -95,7 +95,7 @@ def _run(task: str, title: str, cases: list[tuple[str, Callable[[], None]]]) -> 
         except NotImplementedError:
             print("  … not yet implemented: replace the `raise NotImplementedError()` with your code")
             RESULTS[task] = None
-            return False
+            return
         except _Fail as exc:
             print(f"  {BAD} {name}: {exc}")
             continue
@@ -108,7 +108,6 @@ def _run(task: str, title: str, cases: list[tuple[str, Callable[[], None]]]) -> 
     ok = passed == len(cases)
     RESULTS[task] = ok
     print(f"  {'all cases pass' if ok else f'{passed}/{len(cases)} cases pass'}")
-    return ok
 
 
 def _as_map(out, shape, what: str) -> np.ndarray:
@@ -155,7 +154,7 @@ def _compare_maps(got, want, softmax_version=None):
 
 
 # --------------------------------------------------------------------------- the checks
-def check_cam(generate_cam) -> bool:
+def check_cam(generate_cam) -> None:
     """Task 1: ``generate_cam(model, item, layer_name)`` -> CAM at the image's size, in [0, 1]."""
     model = tiny_cam_model()
 
@@ -167,10 +166,10 @@ def check_cam(generate_cam) -> bool:
 
         return item["case"], run
 
-    return _run("cam", "Task 1 — CAM", [case(i) for i in _items()] + [case(_zero_item())])
+    _run("cam", "Task 1 — CAM", [case(i) for i in _items()] + [case(_zero_item())])
 
 
-def check_overlay(visualize_cam_on_image) -> bool:
+def check_overlay(visualize_cam_on_image) -> None:
     """Task 2: ``visualize_cam_on_image(image, cam_image, alpha)`` -> uint8 blend at the image's size."""
     rng = np.random.default_rng(3)
     image = rng.integers(0, 255, (30, 44, 3), dtype=np.uint8)
@@ -208,14 +207,14 @@ def check_overlay(visualize_cam_on_image) -> bool:
     def zeros():
         out(0.4, np.zeros((7, 7), np.float32))
 
-    return _run(
+    _run(
         "overlay",
         "Task 2 — overlay",
         [("alpha = 0", alpha0), ("alpha = 1", alpha1), ("alpha = 0.5", half), ("an all-zero heatmap", zeros)],
     )
 
 
-def check_grad_cam(generate_grad_cam) -> bool:
+def check_grad_cam(generate_grad_cam) -> None:
     """Task 3: ``generate_grad_cam(model, activation_layer, item)`` -> Grad-CAM at the image's size."""
     model = tiny_cam_model()
 
@@ -229,7 +228,7 @@ def check_grad_cam(generate_grad_cam) -> bool:
         return f"{item['case']}, layer {layer!r}", run
 
     items = _items()
-    return _run(
+    _run(
         "grad_cam",
         "Task 3 — Grad-CAM",
         [
@@ -252,7 +251,7 @@ def _as_box(got, what="get_bbox"):
     return b
 
 
-def check_bbox(get_bbox) -> bool:
+def check_bbox(get_bbox) -> None:
     """Task 4: ``get_bbox(cam_image, score_thresh)`` -> normalised ``[ymin, xmin, ymax, xmax]`` or None."""
     h = np.zeros((40, 60), np.float32)
     h[4:10, 6:12] = 1.0  # small, bright
@@ -287,7 +286,7 @@ def check_bbox(get_bbox) -> bool:
         if not np.array_equal(m, h):
             raise _Fail("your function modified the heatmap it was given: work on a copy")
 
-    return _run(
+    _run(
         "bbox",
         "Task 4 — box from a heatmap",
         [("two regions: keep the largest", largest), ("scaled map", relative), ("all-zero map", empty),
@@ -295,7 +294,7 @@ def check_bbox(get_bbox) -> bool:
     )  # fmt: skip
 
 
-def check_iou(get_iou) -> bool:
+def check_iou(get_iou) -> None:
     """Task 5: ``get_iou(gt_bbox, pred_bbox)`` -> IoU of two ``[ymin, xmin, ymax, xmax]`` boxes."""
 
     def value(a, b):
@@ -315,7 +314,7 @@ def check_iou(get_iou) -> bool:
 
         return run
 
-    return _run(
+    _run(
         "iou",
         "Task 5 — IoU",
         [
@@ -373,10 +372,12 @@ def implemented(fn: Callable, *args) -> bool:
     return True
 
 
-def score() -> str:
-    """Print and return the tally, e.g. ``4/5 tasks``."""
-    done = sum(1 for t in TASKS if RESULTS.get(t))
+def tally() -> str:
+    """The score so far, e.g. ``"4/5 tasks"``."""
+    return f"{sum(1 for t in TASKS if RESULTS.get(t))}/{len(TASKS)} tasks"
+
+
+def score() -> None:
+    """Print the tally, e.g. ``Score: 4/5 tasks``, and each task's state."""
     lines = [f"  {OK if RESULTS.get(t) else ('…' if RESULTS.get(t) is None else BAD)} {t}" for t in TASKS]
-    text = f"Score: {done}/{len(TASKS)} tasks\n" + "\n".join(lines)
-    print(text)
-    return f"{done}/{len(TASKS)} tasks"
+    print(f"Score: {tally()}\n" + "\n".join(lines))

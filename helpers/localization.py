@@ -152,7 +152,8 @@ def collect(
     Args:
         model: the classifier (its top-1 class is explained).
         pipeline: batches of ``(images, boxes, labels)`` (see :func:`eval_pipeline`).
-        methods: ``{name: fn(model, images) -> (B, h, w) maps}``.
+        methods: ``{name: fn(model, images) -> (B, h, w) maps}``; a method may return
+            ``(maps, classes)`` (``return_class=True``), which saves a forward pass for the predictions.
         thresholds: one array for all methods, or ``{name: array}``.
         size: side of the square the maps are upsampled to before thresholding.
         progress: show a progress bar over batches.
@@ -175,14 +176,19 @@ def collect(
         images = np.asarray(images)
         gts.append(np.asarray(bx))
         labels.append(np.asarray(lab))
-        preds.append(np.argmax(np.asarray(model(images, training=False)), axis=-1))
+        pred = None
         for name, fn in methods.items():
             m = fn(model, images)
+            if isinstance(m, tuple):  # (maps, classes): the forward pass already gave the prediction
+                m, pred = m
             maps[name].append(m)
             taus = thresholds[name] if isinstance(thresholds, dict) else thresholds
             large, best = box_ious(upsample(m, size), gts[-1], taus)
             ious[name][0].append(large)
             ious[name][1].append(best)
+        if pred is None:
+            pred = np.argmax(np.asarray(model(images, training=False)), axis=-1)
+        preds.append(np.asarray(pred))
     return {
         "ious": {k: (np.concatenate(a), np.concatenate(b)) for k, (a, b) in ious.items()},
         "boxes": np.concatenate(gts),
@@ -214,7 +220,7 @@ def default_methods(model, earlier_layer: str | None = None) -> dict[str, Callab
         earlier = [n for n in spatial if model.get_layer(n).output.shape[1] > shape[1] and n.endswith("_add")]
         earlier_layer = earlier[-1] if earlier else spatial[max(0, len(spatial) - 10)]
     return {
-        "CAM": lambda m, x: cam.cam(m, x),
+        "CAM": lambda m, x: cam.cam(m, x, return_class=True),
         f"Grad-CAM ({last})": lambda m, x: cam.grad_cam(m, x, layer=last),
         f"Grad-CAM ({earlier_layer})": lambda m, x: cam.grad_cam(m, x, layer=earlier_layer),
         "Grad-CAM++": lambda m, x: cam.grad_cam_plus_plus(m, x, layer=last),

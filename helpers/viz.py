@@ -6,7 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-IMAGES_DIR = Path(__file__).resolve().parent.parent / "images"
+_REPO = Path(__file__).resolve().parent.parent
+# In a checkout, figures go to the repository's images/; installed elsewhere, to ./images
+IMAGES_DIR = _REPO / "images" if (_REPO / "notebooks").is_dir() else Path("images")
 
 
 def colorize(heatmap, cmap: str = "jet") -> np.ndarray:

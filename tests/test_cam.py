@@ -206,3 +206,13 @@ def test_upsample():
     up = cam.upsample(m, (8, 8))
     assert up.shape == (1, 8, 8) and up.max() <= 1 and up[0, 0, 0] > up[0, -1, -1]
     assert cam.upsample(m[0], 4).shape == (4, 4)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_return_class_gives_the_explained_class(tiny, method):
+    x = np.random.default_rng(4).normal(size=(3, 4, 4, 1)).astype(np.float32)
+    maps, cls = method(tiny, x, return_class=True)
+    np.testing.assert_array_equal(cls, np.argmax(tiny.predict(x, verbose=0), axis=1))
+    np.testing.assert_allclose(maps, method(tiny, x), atol=1e-6)
+    _, fixed = method(tiny, x, class_index=1, return_class=True)
+    assert (fixed == 1).all()

@@ -3,7 +3,8 @@
 Common contract: ``method(model, images, class_index=None, layer=None)`` takes a
 preprocessed batch ``(B, H, W, 3)`` and returns float32 maps ``(B, h, w)`` in
 [0, 1] (ReLU, then divided by ``max + eps``), computed from pre-softmax scores
-in one compiled function per (model, layer, method).
+in one compiled function per (model, layer, method). With ``return_class=True``
+they return ``(maps, classes)``: the class index each map explains.
 """
 
 from ._base import normalize, upsample

@@ -26,7 +26,7 @@ def _class_weights(model):
     return dense[-1].kernel, gap[-1]
 
 
-def cam(model, images, class_index=None, layer=None):
+def cam(model, images, class_index=None, layer=None, return_class=False):
     """Class activation maps: the class's dense weights times the feature maps.
 
     ``M_c(x, y) = sum_k w_k^c A_k(x, y)`` where ``A`` are the maps feeding global
@@ -38,9 +38,10 @@ def cam(model, images, class_index=None, layer=None):
         images: preprocessed batch ``(B, H, W, 3)``.
         class_index: None (top-1 per image), an int, or one int per image.
         layer: the layer feeding the pooling; None finds it (the last spatial layer).
+        return_class: also return the class index each map explains.
 
     Returns:
-        float32 ``(B, h, w)`` in [0, 1].
+        float32 ``(B, h, w)`` in [0, 1] (and int32 ``(B,)`` classes with ``return_class``).
     """
     kernel, _gap = _class_weights(model)
 
@@ -61,4 +62,4 @@ def cam(model, images, class_index=None, layer=None):
 
         return fn
 
-    return _base.run(model, images, class_index, layer, "cam", build)
+    return _base.run(model, images, class_index, layer, "cam", build, return_class)

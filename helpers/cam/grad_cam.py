@@ -21,7 +21,7 @@ def gradients(taps, images, class_index):
     return tf.cast(feats, tf.float32), tf.cast(grads, tf.float32), idx
 
 
-def grad_cam(model, images, class_index=None, layer=None):
+def grad_cam(model, images, class_index=None, layer=None, return_class=False):
     """Grad-CAM: feature maps weighted by their spatially averaged gradients.
 
     ``alpha_k^c = mean_ij dy^c/dA_k(i, j)``, ``L^c = ReLU(sum_k alpha_k^c A_k)``
@@ -32,9 +32,10 @@ def grad_cam(model, images, class_index=None, layer=None):
         images: preprocessed batch ``(B, H, W, 3)``.
         class_index: None (top-1 per image), an int, or one int per image.
         layer: name or layer; None is the last layer with a spatial output.
+        return_class: also return the class index each map explains.
 
     Returns:
-        float32 ``(B, h, w)`` in [0, 1].
+        float32 ``(B, h, w)`` in [0, 1] (and int32 ``(B,)`` classes with ``return_class``).
     """
 
     def build(taps, _layer):
@@ -45,4 +46,4 @@ def grad_cam(model, images, class_index=None, layer=None):
 
         return fn
 
-    return _base.run(model, images, class_index, layer, "grad_cam", build)
+    return _base.run(model, images, class_index, layer, "grad_cam", build, return_class)

@@ -11,7 +11,7 @@ from ._base import tf
 from .grad_cam import gradients
 
 
-def grad_cam_plus_plus(model, images, class_index=None, layer=None):
+def grad_cam_plus_plus(model, images, class_index=None, layer=None, return_class=False):
     """Grad-CAM++: pixel-wise weighted positive gradients.
 
     With ``g = dy^c/dA`` and an exponential score, the closed form of the paper
@@ -30,4 +30,4 @@ def grad_cam_plus_plus(model, images, class_index=None, layer=None):
 
         return fn
 
-    return _base.run(model, images, class_index, layer, "grad_cam_plus_plus", build)
+    return _base.run(model, images, class_index, layer, "grad_cam_plus_plus", build, return_class)

@@ -11,7 +11,7 @@ from ._base import tf
 from .grad_cam import gradients
 
 
-def layer_cam(model, images, class_index=None, layer=None):
+def layer_cam(model, images, class_index=None, layer=None, return_class=False):
     """Layer-CAM: every location weighted by its own positive gradient.
 
     ``L^c = ReLU(sum_k ReLU(g_k) * A_k)`` elementwise (Jiang et al., 2021, Eq. 5),
@@ -26,4 +26,4 @@ def layer_cam(model, images, class_index=None, layer=None):
 
         return fn
 
-    return _base.run(model, images, class_index, layer, "layer_cam", build)
+    return _base.run(model, images, class_index, layer, "layer_cam", build, return_class)

@@ -10,7 +10,15 @@ from . import _base
 from ._base import tf
 
 
-def score_cam(model, images, class_index=None, layer=None, batch_size: int = 64, max_channels: int | None = None):
+def score_cam(
+    model,
+    images,
+    class_index=None,
+    layer=None,
+    batch_size: int = 64,
+    max_channels: int | None = None,
+    return_class=False,
+):
     """Score-CAM: each channel weighted by the class score of the input it masks.
 
     Each feature map ``A_k`` is upsampled to the input size and min-max scaled
@@ -23,6 +31,7 @@ def score_cam(model, images, class_index=None, layer=None, batch_size: int = 64,
         images: preprocessed batch ``(B, H, W, 3)``.
         class_index: None (top-1 per image), an int, or one int per image.
         layer: name or layer; None is the last layer with a spatial output.
+        return_class: also return the class index each map explains.
         batch_size: masked images per forward pass (channels are scored in batches
             inside one compiled loop).
         max_channels: score only the ``max_channels`` channels with the highest mean
@@ -70,4 +79,4 @@ def score_cam(model, images, class_index=None, layer=None, batch_size: int = 64,
 
         return fn
 
-    return _base.run(model, images, class_index, layer, method, build)
+    return _base.run(model, images, class_index, layer, method, build, return_class)
