@@ -172,8 +172,7 @@ def collect(
         from tqdm.auto import tqdm
 
         it = tqdm(pipeline, desc="heatmaps + boxes", unit="batch", leave=False)
-    for images, bx, lab in it:
-        images = np.asarray(images)
+    for images, bx, lab in it:  # images stay tensors: no copy through numpy
         gts.append(np.asarray(bx))
         labels.append(np.asarray(lab))
         pred = None
@@ -199,14 +198,12 @@ def collect(
 
 
 def eval_pipeline(ds, backbone: str, input_size: int, batch_size: int = 32):
-    """TFDS split -> batches of ``(normalised images, boxes, labels)``, cached."""
-    from .training import normalize, tf
+    """TFDS split -> batches of ``(normalised images, boxes, labels)``; resized uint8 images are cached."""
+    from .training import normalize, resized_uint8, tf
 
-    def prep(ex):
-        img = tf.image.resize(tf.cast(ex["image"], tf.float32), (input_size, input_size), antialias=True)
-        return normalize(backbone, img), ex["bbox"], ex["label"]
-
-    return ds.map(prep, num_parallel_calls=tf.data.AUTOTUNE).cache().batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    ds = ds.map(lambda ex: (resized_uint8(ex["image"], input_size), ex["bbox"], ex["label"]))
+    ds = ds.cache().map(lambda x, b, y: (normalize(backbone, tf.cast(x, tf.float32)), b, y))
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
 def default_methods(model, earlier_layer: str | None = None) -> dict[str, Callable]:

@@ -86,14 +86,17 @@ def normalize(backbone: str, images):
     return keras.applications.resnet50.preprocess_input(images)
 
 
+def resized_uint8(image, input_size: int):
+    """Resize (antialiased) to ``input_size`` square and round back to uint8 — what the pipelines cache."""
+    img = tf.image.resize(tf.cast(image, tf.float32), (input_size, input_size), antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round(img), 0, 255), tf.uint8)
+
+
 def make_pipeline(ds, backbone: str, input_size: int, batch_size: int = 32, training: bool = False, seed: int = 0):
     """TFDS examples -> ``(normalised image, label)`` batches: decode, resize, cache, shuffle, prefetch."""
-
-    def prep(ex):
-        img = tf.image.resize(tf.cast(ex["image"], tf.float32), (input_size, input_size), antialias=True)
-        return normalize(backbone, img), ex["label"]
-
-    ds = ds.map(prep, num_parallel_calls=tf.data.AUTOTUNE).cache()
+    ds = ds.map(lambda ex: (resized_uint8(ex["image"], input_size), ex["label"]), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.cache()  # uint8 after resizing: a quarter of the memory of float32
+    ds = ds.map(lambda x, y: (normalize(backbone, tf.cast(x, tf.float32)), y), num_parallel_calls=tf.data.AUTOTUNE)
     if training:
         ds = ds.shuffle(2048, seed=seed, reshuffle_each_iteration=True).enumerate()
 

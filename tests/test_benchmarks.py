@@ -12,3 +12,14 @@ def test_benchmark_smoke_mode_runs_and_writes_ratios(tmp_path, capsys):
     assert all(v > 0 for v in res["ratios"].values())
     text = capsys.readouterr().out
     assert "| ratio | value | target |" in text and "forward, batch 1" in text
+
+
+def test_seed_style_references_compute_the_same_maps(lite0):
+    import numpy as np
+
+    from benchmarks.__main__ import batch_of, reference_cam, reference_grad_cam
+    from helpers import cam
+
+    x = batch_of(2)
+    for ref, fast in ((reference_grad_cam, cam.grad_cam), (reference_cam, cam.cam)):
+        np.testing.assert_allclose(np.stack(ref(lite0, x)), fast(lite0, x), atol=1e-4)

@@ -78,7 +78,8 @@ def good_iou(a, b, clamp=True, guard=True):
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
     if guard and union <= 0:
         return 0.0
-    return inter / union
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return inter / union
 
 
 def todo(*args, **kwargs):

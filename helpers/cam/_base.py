@@ -43,15 +43,18 @@ def pick_scores(logits, class_index):
     return tf.reduce_sum(logits * onehot, axis=-1), idx
 
 
-def check_images(images) -> np.ndarray:
-    """A preprocessed batch as float32 ``(B, H, W, 3)``; anything else is a clear error."""
-    x = np.asarray(images, dtype=np.float32) if not tf.is_tensor(images) else images.numpy()
-    if x.ndim != 4:
+def check_images(images):
+    """A preprocessed batch as a float32 tensor ``(B, H, W, C)``; anything else is a clear error.
+
+    Tensors pass through without a copy to numpy and back.
+    """
+    x = tf.cast(images, tf.float32) if tf.is_tensor(images) else tf.constant(np.asarray(images, dtype=np.float32))
+    if x.shape.rank != 4:
         raise ValueError(
             f"images must be a preprocessed batch (B, H, W, C), got shape {tuple(x.shape)}; "
             "for one image use x[None] or models.preprocess(name, image)"
         )
-    return np.asarray(x, dtype=np.float32)
+    return x
 
 
 def class_indices(class_index, batch: int, num_classes: int) -> np.ndarray:
@@ -99,9 +102,9 @@ def num_classes(model) -> int:
 def run(model, images, class_index, layer, method: str, build: Callable, return_class: bool = False):
     """Check arguments, call the compiled method, return numpy maps ``(B, h, w)``."""
     x = check_images(images)
-    idx = class_indices(class_index, x.shape[0], num_classes(model))
+    idx = class_indices(class_index, int(x.shape[0]), num_classes(model))
     fn, _ = compiled(model, layer, method, build)
-    maps, used = fn(tf.constant(x), tf.constant(idx))
+    maps, used = fn(x, tf.constant(idx))
     maps = maps.numpy().astype(np.float32)
     return (maps, used.numpy()) if return_class else maps
 
