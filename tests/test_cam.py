@@ -191,6 +191,8 @@ def test_errors_are_clear(tiny, lite0):
         cam.grad_cam(tiny, x, class_index=5)
     with pytest.raises(ValueError, match="batch"):
         cam.grad_cam(tiny, x[0])
+    with pytest.raises(ValueError, match=r"expects \(4, 4, 1\).*preprocess"):
+        cam.grad_cam(tiny, np.zeros((1, 8, 8, 1), np.float32))
     with pytest.raises(ValueError, match="feeds global average pooling"):
         cam.cam(lite0, models.preprocess("efficientnet_lite0", images.sample("coffee")), layer="block6a_project_bn")
     plain = keras.Sequential(

@@ -102,6 +102,12 @@ def num_classes(model) -> int:
 def run(model, images, class_index, layer, method: str, build: Callable, return_class: bool = False):
     """Check arguments, call the compiled method, return numpy maps ``(B, h, w)``."""
     x = check_images(images)
+    want = tuple(model.inputs[0].shape[1:])
+    if any(w is not None and w != g for w, g in zip(want, x.shape[1:])):
+        raise ValueError(
+            f"images are {tuple(x.shape[1:])} but the model expects {want}; "
+            "resize and normalise them with models.preprocess(name, images)"
+        )
     idx = class_indices(class_index, int(x.shape[0]), num_classes(model))
     fn, _ = compiled(model, layer, method, build)
     maps, used = fn(x, tf.constant(idx))
