@@ -199,11 +199,9 @@ def collect(
 
 def eval_pipeline(ds, backbone: str, input_size: int, batch_size: int = 32):
     """TFDS split -> batches of ``(normalised images, boxes, labels)``; resized uint8 images are cached."""
-    from .training import normalize, resized_uint8, tf
+    from .training import make_pipeline
 
-    ds = ds.map(lambda ex: (resized_uint8(ex["image"], input_size), ex["bbox"], ex["label"]))
-    ds = ds.cache().map(lambda x, b, y: (normalize(backbone, tf.cast(x, tf.float32)), b, y))
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    return make_pipeline(ds, backbone, input_size, batch_size, with_boxes=True)
 
 
 def default_methods(model, earlier_layer: str | None = None) -> dict[str, Callable]:

@@ -92,11 +92,30 @@ def resized_uint8(image, input_size: int):
     return tf.cast(tf.clip_by_value(tf.round(img), 0, 255), tf.uint8)
 
 
-def make_pipeline(ds, backbone: str, input_size: int, batch_size: int = 32, training: bool = False, seed: int = 0):
-    """TFDS examples -> ``(normalised image, label)`` batches: decode, resize, cache, shuffle, prefetch."""
-    ds = ds.map(lambda ex: (resized_uint8(ex["image"], input_size), ex["label"]), num_parallel_calls=tf.data.AUTOTUNE)
+def make_pipeline(
+    ds,
+    backbone: str,
+    input_size: int,
+    batch_size: int = 32,
+    training: bool = False,
+    seed: int = 0,
+    with_boxes: bool = False,
+):
+    """TFDS examples -> ``(normalised image, label)`` batches: decode, resize, cache, shuffle, prefetch.
+
+    With ``with_boxes`` the batches are ``(image, bbox, label)`` (for evaluation; no augmentation).
+    """
+    if training and with_boxes:
+        raise ValueError("boxes are for evaluation: the training pipeline flips images without their boxes")
+    keys = ("bbox", "label") if with_boxes else ("label",)
+    ds = ds.map(
+        lambda ex: (resized_uint8(ex["image"], input_size), *(ex[k] for k in keys)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
     ds = ds.cache()  # uint8 after resizing: a quarter of the memory of float32
-    ds = ds.map(lambda x, y: (normalize(backbone, tf.cast(x, tf.float32)), y), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(
+        lambda x, *rest: (normalize(backbone, tf.cast(x, tf.float32)), *rest), num_parallel_calls=tf.data.AUTOTUNE
+    )
     if training:
         ds = ds.shuffle(2048, seed=seed, reshuffle_each_iteration=True).enumerate()
 

@@ -69,3 +69,13 @@ def test_evaluate_end_to_end_on_tiny(trained):
     for r in table.values():
         assert 0.0 <= r["max_box_acc"] <= 1.0 and 0.0 <= r["mean_iou"] <= 1.0
     assert result["test"]["boxes"].shape == (8, 4)
+
+
+def test_pipeline_with_boxes_for_evaluation_only(trained):
+    _, _, _, root = trained
+    (test,), _ = datasets.load("toy_cars/tiny", split=("test",), data_dir=root / "tfds")
+    x, box, label = next(iter(training.make_pipeline(test, "efficientnet_lite0", 64, 4, with_boxes=True)))
+    assert x.shape == (4, 64, 64, 3) and box.shape == (4, 4) and label.shape == (4,)
+    assert -1.0 <= float(x.numpy().min()) and float(x.numpy().max()) <= 1.0
+    with pytest.raises(ValueError, match="flips images without their boxes"):
+        training.make_pipeline(test, "efficientnet_lite0", 64, training=True, with_boxes=True)
