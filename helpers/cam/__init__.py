@@ -1,10 +1,15 @@
 """The CAM family: one small module per method over a shared base (``_base``).
 
-Common contract: ``method(model, images, class_index=None, layer=None)`` takes a
-preprocessed batch ``(B, H, W, 3)`` and returns float32 maps ``(B, h, w)`` in
-[0, 1] (ReLU, then divided by ``max + eps``), computed from pre-softmax scores
-in one compiled function per (model, layer, method). With ``return_class=True``
-they return ``(maps, classes)``: the class index each map explains.
+Common contract: ``method(model, images, class_index=None, layer=None,
+return_class=False, *, output=None)`` takes a preprocessed batch ``(B, H, W, 3)``
+and returns float32 maps ``(B, h, w)`` in [0, 1] (ReLU, then divided by
+``max + eps``), computed from pre-softmax scores (wherever the softmax sits) in
+one compiled function per (model, layer, method, output). With
+``return_class=True`` they return ``(maps, classes)``: the class index each map
+explains. ``class_index`` is None (top-1), an int, an ImageNet class name
+(1000-class models) or one per image; ``output`` picks the class scores of a
+model with several outputs. NaN/inf or empty batches are errors; a batch that
+looks like raw 0..255 pixels gives a warning.
 """
 
 from ._base import normalize, upsample

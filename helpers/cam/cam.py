@@ -6,27 +6,12 @@ Discriminative Localization." CVPR 2016.
 
 from __future__ import annotations
 
-import keras
-
-from ..graph import iter_layers
+from ..graph import class_head, find_layer
 from . import _base
 from ._base import tf
 
 
-def _class_weights(model):
-    """The ``(C, classes)`` kernel of the dense layer that follows global average pooling."""
-    dense = [lay for lay in iter_layers(model) if isinstance(lay, keras.layers.Dense)]
-    gap = [lay for lay in iter_layers(model) if isinstance(lay, keras.layers.GlobalAveragePooling2D)]
-    if not dense or not gap:
-        raise ValueError(
-            "CAM needs a model that ends in global average pooling + one dense layer "
-            f"(model {model.name!r} has {len(gap)} GAP and {len(dense)} dense layers); "
-            "use grad_cam for other architectures"
-        )
-    return dense[-1].kernel, gap[-1]
-
-
-def cam(model, images, class_index=None, layer=None, return_class=False):
+def cam(model, images, class_index=None, layer=None, return_class=False, *, output=None):
     """Class activation maps: the class's dense weights times the feature maps.
 
     ``M_c(x, y) = sum_k w_k^c A_k(x, y)`` where ``A`` are the maps feeding global
@@ -34,32 +19,45 @@ def cam(model, images, class_index=None, layer=None, return_class=False):
     2016, Eq. 2). Then ReLU and division by ``max + eps``.
 
     Args:
-        model: a model ending in ``GlobalAveragePooling2D -> Dense`` (softmax optional).
+        model: a model whose output is ``GlobalAveragePooling2D -> Dense``
+            (softmax optional; ``Dropout`` or other inference identities may sit
+            between the pooling and the dense layer).
         images: preprocessed batch ``(B, H, W, 3)``.
-        class_index: None (top-1 per image), an int, or one int per image.
-        layer: the layer feeding the pooling; None finds it (the last spatial layer).
+        class_index: None (top-1 per image), an int, an ImageNet class name
+            (1000-class models), or one of those per image.
+        layer: the layer whose output feeds the pooling; None finds it. Layers
+            linked to the pooling only by inference identities (``Dropout``,
+            ``Identity``, ``Activation('linear')``) have the same output and are
+            accepted too; any other layer is an error (use ``grad_cam`` there).
         return_class: also return the class index each map explains.
+        output: the output holding the class scores (name or index); required
+            for models with several outputs.
 
     Returns:
         float32 ``(B, h, w)`` in [0, 1] (and int32 ``(B,)`` classes with ``return_class``).
+
+    Raises:
+        ValueError: the model does not end in ``GAP -> Dense``, or ``layer`` is
+            not the one feeding the pooling (the message names it).
     """
-    kernel, _gap = _class_weights(model)
+    dense, feeders = class_head(model, output)
+    if layer is None:
+        layer = feeders[0]
+    chosen = find_layer(model, layer)
+    if not any(chosen is f for f in feeders):
+        raise ValueError(
+            f"CAM needs the layer whose output feeds global average pooling, {feeders[0].name!r}; "
+            f"{chosen.name!r} is not it (CAM weights are only defined there; use grad_cam for other layers)"
+        )
+    kernel = dense.kernel
 
-    def build(taps, lay):
-        channels = int(lay.output.shape[-1])
-        if channels != int(kernel.shape[0]):
-            raise ValueError(
-                f"CAM needs the layer that feeds global average pooling: {lay.name!r} has "
-                f"{channels} channels, the dense layer expects {int(kernel.shape[0])}"
-            )
-
+    def build(taps, _layer):
         def fn(images, class_index):
             feats, logits = taps(images, training=False)
             _, idx = _base.pick_scores(logits, class_index)
-            w = tf.gather(tf.cast(kernel, tf.float32), idx, axis=1)  # (C, B)
-            maps = tf.einsum("bhwc,cb->bhw", tf.cast(feats, tf.float32), w)
-            return _base.normalize(maps), idx
+            w = tf.transpose(tf.gather(tf.cast(kernel, tf.float32), idx, axis=1))  # (B, C)
+            return _base.normalize(_base.weighted_sum(tf.cast(feats, tf.float32), w)), idx
 
         return fn
 
-    return _base.run(model, images, class_index, layer, "cam", build, return_class)
+    return _base.run(model, images, class_index, chosen, "cam", build, return_class, output=output)

@@ -8,26 +8,35 @@ from __future__ import annotations
 
 from . import _base
 from ._base import tf
-from .grad_cam import gradients
 
 
-def grad_cam_plus_plus(model, images, class_index=None, layer=None, return_class=False):
-    """Grad-CAM++: pixel-wise weighted positive gradients.
+def weights(feats, grads):
+    """``w_k = sum_ij alpha_ij^k ReLU(g_ij^k)`` with the closed-form ``alpha`` of Eq. 19.
 
-    With ``g = dy^c/dA`` and an exponential score, the closed form of the paper
-    (Eq. 19) gives ``a_ij^k = g^2 / (2 g^2 + sum_ab A_ab^k g^3)`` and channel
-    weights ``w_k = sum_ij a_ij^k ReLU(g_ij^k)``. Same contract as ``grad_cam``.
+    ``alpha_ij^k = g^2 / (2 g^2 + sum_ab A_ab^k g^3)`` (0 where ``g = 0``), per
+    channel and location, exactly as pytorch-grad-cam computes it.
     """
+    g2 = tf.square(grads)
+    denom = 2.0 * g2 + tf.reduce_sum(feats, axis=(1, 2), keepdims=True) * g2 * grads
+    alpha = tf.where(grads != 0.0, g2 / (denom + _base.EPS), 0.0)
+    return tf.reduce_sum(alpha * tf.nn.relu(grads), axis=(1, 2))
 
-    def build(taps, _layer):
-        def fn(images, class_index):
-            feats, g, idx = gradients(taps, images, class_index)
-            g2 = tf.square(g)
-            denom = 2.0 * g2 + tf.reduce_sum(feats, axis=(1, 2), keepdims=True) * g2 * g
-            alpha = tf.where(g != 0.0, g2 / (denom + _base.EPS), 0.0)
-            weights = tf.reduce_sum(alpha * tf.nn.relu(g), axis=(1, 2))
-            return _base.normalize(tf.einsum("bhwc,bc->bhw", feats, weights)), idx
 
-        return fn
+def grad_cam_plus_plus(model, images, class_index=None, layer=None, return_class=False, *, output=None):
+    """Grad-CAM++: channels weighted by pixel-wise weighted positive gradients.
 
-    return _base.run(model, images, class_index, layer, "grad_cam_plus_plus", build, return_class)
+    With ``g = dy^c/dA`` of the pre-softmax score and the exponential output
+    ``Y^c = exp(y^c)`` the paper assumes, its closed form (Chattopadhay et al.,
+    2018, Eq. 19, with Eq. 7's ReLU) gives
+    ``alpha_ij^k = g^2 / (2 g^2 + sum_ab A_ab^k g^3)`` and
+    ``w_k = sum_ij alpha_ij^k ReLU(g_ij^k)``; then ``ReLU(sum_k w_k A_k)``.
+
+    Variant: the per-location ``alpha`` is used as is, as in pytorch-grad-cam
+    (``GradCAMPlusPlus.get_cam_weights``). tf-keras-vis (``GradcamPlusPlus``)
+    additionally divides ``alpha`` by its spatial sum per channel and multiplies
+    the gradients by ``exp(y^c)``; that changes the channel weights and so the
+    map. Same arguments and result as :func:`grad_cam`.
+    """
+    return _base.gradient_cam(
+        model, images, class_index, layer, weights, "grad_cam_plus_plus", return_class, output=output
+    )

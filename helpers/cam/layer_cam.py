@@ -8,22 +8,20 @@ from __future__ import annotations
 
 from . import _base
 from ._base import tf
-from .grad_cam import gradients
 
 
-def layer_cam(model, images, class_index=None, layer=None, return_class=False):
+def weights(feats, grads):
+    """``w_ij^k = ReLU(g_ij^k)`` (Jiang et al., 2021, Eq. 5): one weight per channel *and* location."""
+    del feats
+    return tf.nn.relu(grads)
+
+
+def layer_cam(model, images, class_index=None, layer=None, return_class=False, *, output=None):
     """Layer-CAM: every location weighted by its own positive gradient.
 
-    ``L^c = ReLU(sum_k ReLU(g_k) * A_k)`` elementwise (Jiang et al., 2021, Eq. 5),
-    which keeps fine detail at shallow layers where Grad-CAM's averaged weights
-    blur. Same contract as ``grad_cam``.
+    ``L^c = ReLU(sum_k ReLU(g_k) * A_k)`` elementwise (Jiang et al., 2021,
+    Eqs. 5-6, as in pytorch-grad-cam's ``LayerCAM``), which keeps fine detail at
+    shallow layers where Grad-CAM's averaged weights blur. Same arguments and
+    result as :func:`grad_cam`.
     """
-
-    def build(taps, _layer):
-        def fn(images, class_index):
-            feats, g, idx = gradients(taps, images, class_index)
-            return _base.normalize(tf.reduce_sum(tf.nn.relu(g) * feats, axis=-1)), idx
-
-        return fn
-
-    return _base.run(model, images, class_index, layer, "layer_cam", build, return_class)
+    return _base.gradient_cam(model, images, class_index, layer, weights, "layer_cam", return_class, output=output)

@@ -6,6 +6,8 @@ Visual Explanations for Convolutional Neural Networks." CVPR Workshops 2020.
 
 from __future__ import annotations
 
+import numpy as np
+
 from . import _base
 from ._base import tf
 
@@ -18,13 +20,25 @@ def score_cam(
     batch_size: int = 64,
     max_channels: int | None = None,
     return_class=False,
+    *,
+    output=None,
 ):
     """Score-CAM: each channel weighted by the class score of the input it masks.
 
-    Each feature map ``A_k`` is upsampled to the input size and min-max scaled
-    to [0, 1] to form a mask ``H_k``; the weight of channel ``k`` is the
-    pre-softmax class score of ``x * H_k``, and the weights are softmax-normalised
-    over channels (Wang et al., 2020, Eqs. 5-8). No gradients are used.
+    Each feature map ``A_k`` is upsampled (bilinear) to the input size and
+    min-max scaled to [0, 1] to form a mask ``H_k``; ``s_k`` is the pre-softmax
+    score of the target class for ``x * H_k``; the channel weights are
+    ``softmax_k(s_k)`` and the map is ``ReLU(sum_k softmax_k(s) A_k)``
+    (Wang et al., 2020, Sec. 3 and Algorithm 1; the baseline score ``f(X_b)``
+    cancels in the softmax over channels). No gradients are used.
+
+    Variants where peers differ: the weights are a softmax over *channels* of the
+    target logit, as in pytorch-grad-cam's ``ScoreCAM``; the authors' code and
+    tf-keras-vis weight each channel by the target's softmax *probability* over
+    classes instead. With ``max_channels`` only the channels of highest *mean*
+    activation are scored (a constant channel gets mask 0, as in
+    pytorch-grad-cam); tf-keras-vis' ``max_N`` ("Faster Score-CAM") picks the
+    channels of highest *standard deviation*.
 
     Args:
         model: any Keras 3 model (nested sub-models included).
@@ -33,18 +47,32 @@ def score_cam(
         layer: name or layer; None is the last layer with a spatial output.
         return_class: also return the class index each map explains.
         batch_size: masked images per forward pass (channels are scored in batches
-            inside one compiled loop).
+            inside one compiled loop); an int >= 1.
         max_channels: score only the ``max_channels`` channels with the highest mean
-            activation per image (the others get weight 0); None scores them all.
+            activation per image (the others get weight 0); None scores them all;
+            otherwise an int >= 1.
+        output: the output holding the class scores (name or index); required
+            for models with several outputs.
 
     Returns:
-        float32 ``(B, h, w)`` in [0, 1].
+        float32 ``(B, h, w)`` in [0, 1] (and int32 ``(B,)`` classes with ``return_class``).
+
+    Raises:
+        ValueError: ``batch_size`` or ``max_channels`` not a positive int.
     """
-    method = f"score_cam/{batch_size}/{max_channels}"
+    for name, value in (("batch_size", batch_size), ("max_channels", max_channels)):
+        if value is None and name == "max_channels":
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(
+                f"{name} must be an int >= 1" + (" or None" if name == "max_channels" else "") + f", got {value!r}"
+            )
+    method = f"score_cam/{int(batch_size)}/{max_channels}"
 
     def build(taps, lay):
         channels = int(lay.output.shape[-1])
         k = channels if max_channels is None else min(int(max_channels), channels)
+        batch = int(batch_size)
 
         def one_image(args):
             x, feats, cls = args  # (H, W, 3), (h, w, C), ()
@@ -55,10 +83,10 @@ def score_cam(
             lo = tf.reduce_min(masks, axis=(1, 2, 3), keepdims=True)
             hi = tf.reduce_max(masks, axis=(1, 2, 3), keepdims=True)
             masks = (masks - lo) / (hi - lo + _base.EPS)
-            n_chunks = (k + batch_size - 1) // batch_size
+            n_chunks = (k + batch - 1) // batch
 
             def body(i, acc):
-                m = masks[i * batch_size : (i + 1) * batch_size]
+                m = masks[i * batch : (i + 1) * batch]
                 _, logits = taps(x[None] * m, training=False)
                 return i + 1, acc.write(i, tf.cast(logits, tf.float32)[:, cls])
 
@@ -79,4 +107,4 @@ def score_cam(
 
         return fn
 
-    return _base.run(model, images, class_index, layer, method, build, return_class)
+    return _base.run(model, images, class_index, layer, method, build, return_class, output=output)
