@@ -80,10 +80,8 @@ def build_cam_model(
 
 
 def normalize(backbone: str, images):
-    """The backbone's own input normalisation, on tensors (usable inside tf.data)."""
-    if backbone == "efficientnet_lite0":
-        return (images - 127.0) / 128.0
-    return keras.applications.resnet50.preprocess_input(images)
+    """The backbone's own input normalisation, on tensors (usable inside tf.data): :func:`helpers.models.normalize`."""
+    return models.normalize(backbone, images)
 
 
 def resized_uint8(image, input_size: int):
