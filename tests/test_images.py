@@ -136,3 +136,134 @@ def test_bad_array_shape_and_type():
         images.load(np.zeros((2, 2, 5)))
     with pytest.raises(ImageLoadError, match="cannot load"):
         images.load(42)
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG that declares ``width x height`` pixels (8-bit gray) with no pixel data: a decompression bomb's header."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("side", [14_000, 9_000])  # above PIL's own bomb limit, and between it and ours
+def test_a_huge_image_is_refused_before_decoding(side):
+    with pytest.raises(ImageLoadError, match=f"{side * side:,} pixels, more than the 64,000,000.*MAX_PIXELS"):
+        images.load(_png_header(side, side))
+
+
+def test_the_pixel_cap_applies_to_real_files(monkeypatch):
+    data = _png(np.zeros((20, 30), np.uint8))
+    monkeypatch.setattr(images, "MAX_PIXELS", 599)
+    with pytest.raises(ImageLoadError, match="30 x 20 = 600 pixels"):
+        images.load(data)
+    monkeypatch.setattr(images, "MAX_PIXELS", 600)
+    _check(images.load(data), (20, 30))
+
+
+def test_float_tiff_in_0_1_is_scaled_not_black():
+    a = np.array([[0.0, 0.25], [0.5, 1.0]], np.float32)
+    buf = io.BytesIO()
+    Image.fromarray(a, "F").save(buf, format="TIFF")
+    img = images.load(buf.getvalue())
+    assert img[..., 0].tolist() == [[0, 64], [128, 255]]
+
+
+@pytest.mark.parametrize(
+    "values, expected",
+    [
+        ([0.0, 0.5, 1.0], [0, 128, 255]),  # within [0, 1]: times 255
+        ([0.0, 2.0, 255.0], [0, 2, 255]),  # within [0, 255]: kept
+        ([-1.0, 0.0, 1.0], [0, 128, 255]),  # any other range: min-max
+        ([0.0, 500.0, 1000.0], [0, 128, 255]),
+    ],
+)
+def test_float_range_rule(values, expected):
+    assert images.to_rgb_uint8(np.array([values], np.float32))[0, :, 0].tolist() == expected
+
+
+def test_a_misspelt_sample_name_gets_a_hint():
+    with pytest.raises(ValueError, match="did you mean 'chelsea'"):
+        images.sample("chelsa")
+    with pytest.raises(ImageLoadError, match="no such file: chelsa; did you mean 'chelsea'"):
+        images.load("chelsa")
+
+
+# --------------------------------------------------------------------------- URLs, served from 127.0.0.1 only
+@pytest.fixture
+def server():
+    """A local HTTP server in a thread; ``routes[path] = handler(request)`` decides what each path answers."""
+    import http.server
+    import threading
+
+    routes = {}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's naming
+            try:
+                routes[self.path](self)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", routes
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _send(handler, body: bytes, length: int | None = None):
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/octet-stream")
+    if length is not None:
+        handler.send_header("Content-Length", str(length))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+def test_url_is_loaded(server):
+    url, routes = server
+    data = _png(np.full((3, 5, 3), 7, np.uint8))
+    routes["/ok.png"] = lambda h: _send(h, data, len(data))
+    img = images.load(url + "/ok.png")
+    _check(img, (3, 5))
+    assert (img == 7).all()
+
+
+def test_a_slow_drip_url_stops_at_the_total_timeout(server):
+    import time
+
+    url, routes = server
+
+    def drip(h):
+        h.send_response(200)
+        h.send_header("Content-Length", "40")
+        h.end_headers()
+        for _ in range(40):  # one byte every 0.25 s: each read is quick, the whole takes 10 s
+            h.wfile.write(b"x")
+            h.wfile.flush()
+            time.sleep(0.25)
+
+    routes["/slow.png"] = drip
+    t0 = time.perf_counter()
+    with pytest.raises(ImageLoadError, match="longer than 1 s in all"):
+        images.load(url + "/slow.png", timeout=1.0)
+    assert time.perf_counter() - t0 < 3
+
+
+@pytest.mark.parametrize("declared", [True, False])
+def test_an_oversized_url_body_is_refused(server, monkeypatch, declared):
+    url, routes = server
+    monkeypatch.setattr(images, "MAX_DOWNLOAD_BYTES", 1000)
+    body = b"\0" * 5000
+    routes["/big.png"] = lambda h: _send(h, body, len(body) if declared else None)
+    with pytest.raises(ImageLoadError, match="1,000 bytes"):
+        images.load(url + "/big.png")
