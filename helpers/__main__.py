@@ -1,10 +1,26 @@
-"""Command line: ``python -m helpers predict|gradcam ...``."""
+"""Command line: ``python -m helpers predict|gradcam|localize ...``.
+
+Errors a user can cause (a missing file, a bad option, an unwritable ``--out``)
+print one line to stderr and exit with status 2, before any slow work starts
+where they can be seen in advance.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from pathlib import Path
+
+
+class UsageError(ValueError):
+    """A command-line value that cannot work (the message says why)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not argparse's usage block
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def _image(source):
@@ -13,11 +29,48 @@ def _image(source):
     return images.sample(source) if source in images.SAMPLES else images.load(source)
 
 
+def _top(text: str) -> int:
+    value = int(text) if text.lstrip("-").isdigit() else None
+    if value is None or not 1 <= value <= 1000:
+        raise argparse.ArgumentTypeError(f"--top must be an integer from 1 to 1000, got {text!r}")
+    return value
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
+
+
+def check_out(out: Path) -> Path:
+    """Fail now, not after the work, if ``out`` cannot be written; create nothing.
+
+    ``out`` must end in .png/.jpg, must not be a folder, and its nearest existing
+    parent must be a writable folder (missing folders are made when saving).
+    """
+    out = Path(out).expanduser()
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a folder; give a file name such as {out / 'heatmap.png'}")
+    if out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+        raise UsageError(f"--out {out}: the file name must end in .png or .jpg")
+    if out.exists() and not os.access(out, os.W_OK):
+        raise UsageError(f"--out {out} exists and is not writable")
+    parent = out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UsageError(f"--out {out}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {out}: cannot write in {parent} (permission denied)")
+    return out
+
+
 def predict(args) -> int:
     from . import models
 
+    image = _image(args.source)
     model = models.load(args.model)
-    x = models.preprocess(args.model, _image(args.source))
+    x = models.preprocess(args.model, image)
     top = models.decode(model.predict(x, verbose=0), top=args.top)[0]
     if args.json:
         print(json.dumps([{"index": i, "name": n, "probability": round(p, 4)} for i, n, p in top]))
@@ -30,16 +83,25 @@ def predict(args) -> int:
 def gradcam(args) -> int:
     from . import cam, models, viz
 
-    model = models.load(args.model)
+    # everything that can be checked is checked before the model is loaded
+    out = check_out(args.out)
+    if args.method not in cam.METHODS:
+        raise UsageError(f"--method {args.method!r} is not one of {', '.join(cam.METHODS)}")
+    options = {}
+    if args.max_channels is not None:
+        if args.method != "scorecam":
+            raise UsageError("--max-channels applies to --method scorecam only")
+        options["max_channels"] = args.max_channels
+    cls = None if args.class_ is None else models.class_index(args.class_)
     image = _image(args.source)
+    model = models.load(args.model)
     x = models.preprocess(args.model, image)
     top = models.decode(model.predict(x, verbose=0), top=3)[0]
-    cls = None if args.class_ is None else models.class_index(args.class_)
     layer = args.layer
     if layer is None and args.method != "cam":
         layer = models.spec(args.model).last_conv_layer
-    heat = cam.METHODS[args.method](model, x, class_index=cls, layer=layer)[0]
-    path = viz.save(viz.overlay(image, heat), args.out.name, directory=args.out.parent)
+    heat = cam.METHODS[args.method](model, x, class_index=cls, layer=layer, **options)[0]
+    path = viz.save(viz.overlay(image, heat), out.name, directory=out.parent)
     for i, n, p in top:
         print(f"{p:7.2%}  {n} ({i})")
     target = models.imagenet_class_names()[cls] if cls is not None else top[0][1]
@@ -54,9 +116,7 @@ def localize(args) -> int:
     (val, test), _ = datasets.load(args.dataset, split=("validation", "test"), manual_dir=args.manual_dir)
     size = int(model.input_shape[1])
     result = localization.evaluate(model, val, test, args.backbone, size, progress=not args.json)
-    table = {
-        k: {m: v[m] for m in ("max_box_acc", "max_box_acc_v2", "mean_iou", "tau")} for k, v in result["methods"].items()
-    }
+    table = localization.report(result["methods"])  # the paper's figures and the deployable ones
     print(f"test accuracy {result['accuracy']:.3f} ({args.dataset}, {args.backbone})")
     print(localization.format_table(table))
     if args.json:
@@ -65,22 +125,23 @@ def localize(args) -> int:
 
 
 def main(argv=None) -> int:
-    from pathlib import Path
-
     from . import models
 
-    parser = argparse.ArgumentParser(prog="python -m helpers", description=__doc__)
+    parser = _Parser(prog="python -m helpers", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("predict", help="top-K ImageNet classes of a photo")
     p.add_argument("source", help="sample name (chelsea, coffee, ...), file path or URL")
     p.add_argument("--model", default="efficientnet_lite0", choices=sorted(models.SPECS))
-    p.add_argument("--top", type=int, default=3)
+    p.add_argument("--top", type=_top, default=3, help="how many classes to print (1 to 1000)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=predict)
     g = sub.add_parser("gradcam", help="write a heatmap overlay of a photo")
     g.add_argument("source")
     g.add_argument("--model", default="efficientnet_lite0", choices=sorted(models.SPECS))
-    g.add_argument("--method", default="gradcam", choices=["cam", "gradcam", "gradcam++", "scorecam", "layercam"])
+    g.add_argument("--method", default="gradcam", help="a name in helpers.cam.METHODS (default: gradcam)")
+    g.add_argument(
+        "--max-channels", type=_positive, default=None, help="scorecam: score only this many channels (faster)"
+    )
     g.add_argument("--layer", default=None)
     g.add_argument("--class", dest="class_", default=None, help="class name or index (default: top-1)")
     g.add_argument("--out", type=Path, required=True)
@@ -91,15 +152,19 @@ def main(argv=None) -> int:
     loc.add_argument("--manual-dir", default=None, help="folder with the Stanford Cars files")
     loc.add_argument("--json", action="store_true", help="end with one JSON line")
     loc.set_defaults(func=localize)
-    args = parser.parse_args(argv)
-    from .datasets import MissingFilesError
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error (2), already printed
+        return int(exc.code or 0)
     from .images import ImageLoadError
     from .models import WeightsUnavailableError
 
     try:
         return args.func(args)
-    except (ImageLoadError, WeightsUnavailableError, MissingFilesError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (ImageLoadError, WeightsUnavailableError, ValueError, OSError) as exc:
+        # OSError covers MissingFilesError and a disk that fills or refuses mid-way
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"error: {first}", file=sys.stderr)
         return 2
 
 

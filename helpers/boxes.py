@@ -97,6 +97,14 @@ def heatmap_to_box(heatmap, threshold: float = 0.2, method: str = "largest"):
     The CAM paper (Zhou et al., 2016, Sec. 3) keeps the largest connected region
     above 20% of the map's maximum.
 
+    Threshold convention (the same as :mod:`helpers.localization`, which follows
+    the reference code of Choe et al., CVPR 2020): a pixel belongs to the region
+    when its value is **strictly greater** than ``threshold * max``. So
+    ``threshold=0`` keeps the pixels above 0 (not the whole image), and a map
+    that is 0 everywhere has no region. (The evaluation additionally quantises
+    maps to uint8 and uses contours, as the reference does; the regions agree
+    up to that rounding.)
+
     Args:
         heatmap: ``(h, w)`` map; any non-negative scale.
         threshold: relative threshold in [0, 1].
@@ -114,6 +122,8 @@ def heatmap_to_box(heatmap, threshold: float = 0.2, method: str = "largest"):
     h = np.asarray(heatmap, np.float32)
     if h.ndim != 2:
         raise ValueError(f"heatmap must be 2-D (h, w), got shape {h.shape}")
+    if h.size == 0:
+        raise ValueError(f"heatmap is empty (shape {h.shape}); it needs at least one pixel")
     if not np.isfinite(h).all():
         raise ValueError("heatmap contains NaN or infinity; normalise with max + eps")
     if method not in ("largest", "rotated", "all"):
@@ -121,7 +131,7 @@ def heatmap_to_box(heatmap, threshold: float = 0.2, method: str = "largest"):
     peak = float(h.max())
     if peak <= 0:
         return [] if method == "all" else None
-    mask = (h >= threshold * peak).astype(np.uint8)
+    mask = (h > threshold * peak).astype(np.uint8)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     if n <= 1:
         return [] if method == "all" else None
@@ -152,27 +162,35 @@ def iou(a, b, pairwise: bool = False):
     """Intersection over union of ``[ymin, xmin, ymax, xmax]`` boxes.
 
     Args:
-        a: ``(4,)`` or ``(N, 4)``.
-        b: ``(4,)`` or ``(M, 4)``.
-        pairwise: with equal shapes ``(N, 4)``, return the ``(N,)`` IoUs of
-            matching rows instead of the full ``(N, M)`` matrix.
+        a: ``(4,)`` or ``(N, 4)``; with ``pairwise``, any ``(..., 4)``.
+        b: ``(4,)`` or ``(M, 4)``; with ``pairwise``, any ``(..., 4)``.
+        pairwise: IoUs of matching boxes, the leading axes broadcast as in NumPy
+            (``(2, 3, 4)`` with ``(2, 3, 4)`` gives ``(2, 3)``; with ``(4,)``, each box
+            against that one) instead of the full ``(N, M)`` matrix.
 
     Returns:
-        A float for two single boxes, ``(N, M)`` (or ``(N,)`` pairwise) otherwise.
-        Zero-area boxes give 0.0.
+        A float for two single boxes, ``(N, M)`` (or the broadcast shape pairwise)
+        otherwise. Zero-area boxes give 0.0.
 
     Raises:
-        ValueError: a box with min > max, NaN, or a bad shape.
+        ValueError: a box with min > max, NaN, or a bad shape (more than one
+            leading axis without ``pairwise``; shapes that do not broadcast).
     """
     A, B = validate(a, "a"), validate(b, "b")
     single = A.ndim == 1 and B.ndim == 1
-    A2, B2 = A.reshape(-1, 4), B.reshape(-1, 4)
     if pairwise:
-        if A2.shape != B2.shape:
-            raise ValueError(f"pairwise IoU needs equal shapes, got {A.shape} and {B.shape}")
-        P, Q = A2, B2
+        try:
+            lead = np.broadcast_shapes(A.shape[:-1], B.shape[:-1])
+        except ValueError:
+            raise ValueError(f"pairwise IoU needs shapes that broadcast, got {A.shape} and {B.shape}") from None
+        P, Q = np.broadcast_to(A, (*lead, 4)), np.broadcast_to(B, (*lead, 4))
     else:
-        P, Q = A2[:, None, :], B2[None, :, :]
+        if A.ndim > 2 or B.ndim > 2:
+            raise ValueError(
+                f"the IoU matrix needs (4,) or (N, 4) boxes, got {A.shape} and {B.shape}; "
+                "use pairwise=True to match boxes of the same (broadcastable) shape"
+            )
+        P, Q = A.reshape(-1, 4)[:, None, :], B.reshape(-1, 4)[None, :, :]
     ih = np.clip(np.minimum(P[..., 2], Q[..., 2]) - np.maximum(P[..., 0], Q[..., 0]), 0, None)
     iw = np.clip(np.minimum(P[..., 3], Q[..., 3]) - np.maximum(P[..., 1], Q[..., 1]), 0, None)
     inter = ih * iw

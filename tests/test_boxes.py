@@ -71,8 +71,23 @@ def test_bad_boxes_raise():
         boxes.iou([np.nan, 0, 1, 1], [0, 0, 1, 1])
     with pytest.raises(ValueError, match="4 numbers"):
         boxes.iou([0, 1, 1], [0, 0, 1, 1])
-    with pytest.raises(ValueError, match="equal shapes"):
+    with pytest.raises(ValueError, match="broadcast"):
         boxes.iou(np.zeros((2, 4)), np.zeros((3, 4)), pairwise=True)
+
+
+def test_iou_of_batches_broadcasts_or_raises():
+    rng = np.random.default_rng(0)
+    lo = rng.uniform(0, 0.5, (2, 3, 2))
+    a = np.concatenate([lo, lo + rng.uniform(0.1, 0.5, (2, 3, 2))], -1)
+    b = a[:, ::-1]
+    pw = boxes.iou(a, b, pairwise=True)
+    assert pw.shape == (2, 3)  # not flattened to (6,)
+    for i in range(2):
+        for j in range(3):
+            assert pw[i, j] == pytest.approx(boxes.iou(a[i, j], b[i, j]))
+    np.testing.assert_allclose(boxes.iou(a, a[0, 0], pairwise=True), boxes.iou(a.reshape(-1, 4), a[0, 0]).reshape(2, 3))
+    with pytest.raises(ValueError, match=r"\(N, 4\)"):
+        boxes.iou(a, [0, 0, 1, 1])  # was silently flattened to a (6, 1) matrix
 
 
 def test_rect_to_minmax_clips_and_orders():
@@ -101,7 +116,19 @@ def test_heatmap_to_box_rotated_covers_a_diagonal():
     np.testing.assert_allclose(boxes.heatmap_to_box(h, 0.5), [0, 0, 1, 1])
 
 
+def test_heatmap_to_box_threshold_is_strict_like_the_evaluation():
+    h = np.zeros((10, 10), np.float32)
+    h[2:5, 3:7] = 1.0
+    # threshold 0 keeps the pixels above 0, not the whole image (the evaluation's convention)
+    np.testing.assert_allclose(boxes.heatmap_to_box(h, 0.0), [0.2, 0.3, 0.5, 0.7])
+    h[6, 6] = 0.5
+    assert len(boxes.heatmap_to_box(h, 0.5, method="all")) == 1  # 0.5 is not above 0.5 * max
+    assert len(boxes.heatmap_to_box(h, 0.49, method="all")) == 2
+
+
 def test_heatmap_to_box_empty_and_nan():
+    with pytest.raises(ValueError, match="empty"):
+        boxes.heatmap_to_box(np.zeros((0, 0)))
     assert boxes.heatmap_to_box(np.zeros((5, 5)), 0.2) is None
     assert boxes.heatmap_to_box(np.zeros((5, 5)), 0.2, method="all") == []
     with pytest.raises(ValueError, match="NaN"):

@@ -1,23 +1,152 @@
+import cv2
 import numpy as np
 import pytest
 
 from helpers import localization as L
 
-
-def test_box_ious_oracle_largest_vs_all_regions():
-    h = np.zeros((1, 10, 10), np.float32)
-    h[0, 0:2, 0:2] = 0.5  # small region, exactly the ground truth
-    h[0, 5:10, 5:10] = 1.0  # large region elsewhere
-    gt = np.array([[0.0, 0.0, 0.2, 0.2]])
-    large, best = L.box_ious(h, gt, thresholds=np.array([0.3, 0.7]))
-    assert large[0, 0] == 0.0  # the largest region misses the object
-    assert best[0, 0] == pytest.approx(1.0)  # but one of all the regions matches it
-    assert best[0, 1] == 0.0  # above 0.7 only the large region is left
+# ---- an independent, straightforward re-implementation of wsolevaluation's evaluation.py ----
 
 
-def test_box_ious_empty_map_scores_zero():
-    large, best = L.box_ious(np.zeros((2, 5, 5)), np.tile([0, 0, 1, 1], (2, 1)))
-    assert (large == 0).all() and (best == 0).all()
+def ref_normalize(cam, size):
+    """inference.py: cv2.resize(INTER_CUBIC) to the image size, then normalize_scoremap."""
+    cam = cv2.resize(np.asarray(cam, np.float32), (size, size), interpolation=cv2.INTER_CUBIC).astype(np.float64)
+    if np.isnan(cam).any() or cam.min() == cam.max():
+        return np.zeros_like(cam)
+    cam -= cam.min()
+    cam /= cam.max()
+    return cam
+
+
+def ref_boxes(scoremap, thresholds, multi_contour_eval):
+    """compute_bboxes_from_scoremaps, line by line."""
+    height, width = scoremap.shape
+    scoremap_image = np.expand_dims((scoremap * 255).astype(np.uint8), 2)
+    out = []
+    for threshold in thresholds:
+        _, thr = cv2.threshold(scoremap_image, int(threshold * np.max(scoremap_image)), 255, cv2.THRESH_BINARY)
+        contours = cv2.findContours(thr, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[0]
+        if len(contours) == 0:
+            out.append(np.asarray([[0, 0, 0, 0]]))
+            continue
+        if not multi_contour_eval:
+            contours = [max(contours, key=cv2.contourArea)]
+        boxes = []
+        for contour in contours:
+            x, y, w, h = cv2.boundingRect(contour)
+            boxes.append([x, y, min(x + w, width - 1), min(y + h, height - 1)])
+        out.append(np.asarray(boxes))
+    return out
+
+
+def ref_iou(a, b):
+    """calculate_multiple_iou for one box pair, with the +1 convention."""
+    inter = max(0, min(a[2], b[2]) - max(a[0], b[0]) + 1) * max(0, min(a[3], b[3]) - max(a[1], b[1]) + 1)
+    den = (a[2] - a[0] + 1) * (a[3] - a[1] + 1) + (b[2] - b[0] + 1) * (b[3] - b[1] + 1) - inter
+    return 0.0 if den <= 0 else inter / den
+
+
+def ref_max_box_acc(scoremaps, gt_boxes, multi_contour_eval, iou_thresholds, thresholds):
+    """BoxEvaluator.accumulate + compute: the best BoxAcc over thresholds, per IoU threshold (fractions)."""
+    size = scoremaps.shape[1]
+    num_correct = {t: np.zeros(len(thresholds)) for t in iou_thresholds}
+    for scoremap, (y0, x0, y1, x1) in zip(scoremaps, gt_boxes):
+        gt = (int(x0 * size), int(y0 * size), int(x1 * size), int(y1 * size))
+        per_threshold = [max(ref_iou(b, gt) for b in bs) for bs in ref_boxes(scoremap, thresholds, multi_contour_eval)]
+        for t in iou_thresholds:
+            num_correct[t][np.where(np.asarray(per_threshold) >= t / 100)[0]] += 1
+    return [(num_correct[t] / len(scoremaps)).max() for t in iou_thresholds]
+
+
+def random_gt(rng, n):
+    y0, x0 = rng.uniform(0, 0.6, n), rng.uniform(0, 0.6, n)
+    return np.stack([y0, x0, y0 + rng.uniform(0.05, 0.4, n), x0 + rng.uniform(0.05, 0.4, n)], 1)
+
+
+def blobs(rng, n, size):
+    """Smooth maps with 1-3 Gaussian blobs (several contours at high thresholds, holes at some)."""
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    maps = np.zeros((n, size, size))
+    for i in range(n):
+        for _ in range(rng.integers(1, 4)):
+            cy, cx, s, a = rng.uniform(0.1, 0.9), rng.uniform(0.1, 0.9), rng.uniform(0.03, 0.2), rng.uniform(0.3, 1)
+            maps[i] += a * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * s**2))
+    return maps
+
+
+@pytest.mark.parametrize("kind", ["random 7x7", "blobs", "noise"])
+def test_max_box_acc_matches_the_reference_code(kind):
+    rng = np.random.default_rng({"random 7x7": 0, "blobs": 1, "noise": 2}[kind])
+    n, size = 12, 48
+    raw = {
+        "random 7x7": rng.random((n, 7, 7)),
+        "blobs": blobs(rng, n, 16),
+        "noise": rng.random((n, 24, 24)),
+    }[kind]
+    gt = random_gt(rng, n)
+    thresholds = np.arange(0, 1, 0.01)  # a coarser grid keeps the loop oracle fast
+    ref_maps = np.stack([ref_normalize(m, size) for m in raw])
+    maps = L.normalize_scoremaps(raw, size)
+    np.testing.assert_allclose(maps, ref_maps, atol=1e-6)
+    large, best = L.box_ious(ref_maps, gt, thresholds)
+    want_v1 = ref_max_box_acc(ref_maps, gt, False, [30, 50, 70], thresholds)
+    want_v2 = ref_max_box_acc(ref_maps, gt, True, [30, 50, 70], thresholds)
+    assert L.max_box_acc(large) == pytest.approx(want_v1[1])
+    assert [L.max_box_acc(large, d) for d in L.DELTAS] == pytest.approx(want_v1)
+    assert L.max_box_acc_v2(best) == pytest.approx(np.mean(want_v2))
+    # and the IoUs themselves, threshold by threshold
+    for i in range(n):
+        gt_px = L.gt_pixel_boxes(gt[i], size)
+        for j, bs in enumerate(ref_boxes(ref_maps[i], thresholds, True)):
+            assert best[i, j] == pytest.approx(max(ref_iou(b, gt_px) for b in bs))
+
+
+def test_constructed_map_oracle_by_hand():
+    # 10x10 map: a 2x2 blob (value 1.0) at the top left, a 4x4 plateau (0.6) at the bottom right
+    m = np.zeros((1, 10, 10))
+    m[0, 0:2, 0:2] = 1.0
+    m[0, 5:9, 5:9] = 0.6
+    gt = np.array([[0.0, 0.0, 0.2, 0.2]])  # pixels 0..2 inclusive: a 3x3 box, +1 convention
+    thresholds = np.array([0.0, 0.5, 0.6, 0.7])
+    large, best = L.box_ious(m, gt, thresholds)
+    # uint8 values 255 and 153; levels int(tau * 255) = 0, 127, 153, 178; strictly greater
+    # tau 0, 0.5: two regions, the largest is the plateau: box [5, 5, 9, 9] (x1 = x + w = 9), no overlap
+    # tau 0.6: level 153 drops the plateau (153 > 153 is false): only the blob, box [0, 0, 2, 2] -> IoU 1
+    np.testing.assert_allclose(large[0], [0.0, 0.0, 1.0, 1.0])
+    # all contours: the blob's box [0, 0, 2, 2] matches the ground truth exactly at every tau
+    np.testing.assert_allclose(best[0], [1.0, 1.0, 1.0, 1.0])
+    assert L.scoremap_boxes(m[0], [0.5])[0].tolist() == [[5, 5, 9, 9]]
+    assert L.max_box_acc(large) == 1.0 and L.max_box_acc_v2(best) == 1.0
+
+
+def test_empty_map_gives_the_zero_box_as_the_reference_does():
+    # no contour -> box [0, 0, 0, 0] (one pixel), which still overlaps a box at the corner
+    large, best = L.box_ious(np.zeros((1, 5, 5)), np.array([[0, 0, 1, 1]]), np.array([0.0, 0.5]))
+    np.testing.assert_allclose(large, [[1 / 36, 1 / 36]])  # GT pixels 0..5 inclusive: 6 x 6
+    np.testing.assert_allclose(best, large)
+
+
+def test_normalize_scoremaps_spans_zero_to_one_and_zeroes_constant_maps():
+    raw = np.stack([np.arange(16.0).reshape(4, 4), np.full((4, 4), 3.0)])
+    s = L.normalize_scoremaps(raw, 8)
+    assert s.shape == (2, 8, 8)
+    assert s[0].min() == 0.0 and s[0].max() == 1.0
+    assert (s[1] == 0).all()
+
+
+def test_paper_max_is_an_upper_bound_of_the_deployable_figure():
+    # val prefers tau index 0, test prefers index 2: the paper's figure takes test's best
+    thresholds = np.array([0.1, 0.2, 0.3])
+    val = np.array([[0.9, 0.1, 0.1], [0.8, 0.1, 0.1]])
+    test = np.array([[0.1, 0.1, 0.9], [0.6, 0.1, 0.9]])
+    picks = L.choose_taus((val, val), thresholds)
+    assert picks["tau"] == 0.1
+    s = L.summarize(picks, (test, test), thresholds)
+    assert s["max_box_acc"] == 1.0 and s["tau_at_max"] == 0.3  # best tau on test
+    assert s["box_acc_val_tau"] == 0.5 and s["tau"] == 0.1  # tau from validation
+    assert s["mean_iou"] == pytest.approx(0.35)
+    assert s["max_box_acc"] >= s["box_acc_val_tau"]
+    d = L.box_acc_at_val_tau(picks, (test, test), thresholds)
+    assert d["box_acc_val_tau"] == 0.5 and d["tau"] == 0.1
 
 
 def test_box_acc_and_choice_of_tau():
@@ -31,17 +160,21 @@ def test_box_acc_and_choice_of_tau():
     taus = L.test_thresholds(picks)
     np.testing.assert_allclose(taus, [0.2])
     test_large = np.array([[0.45], [0.75]])  # at tau 0.2
-    s = L.summarize(picks, (test_large, test_large))
-    assert s["max_box_acc"] == 0.5  # [0.45, 0.75] >= 0.5
+    s = L.box_acc_at_val_tau(picks, (test_large, test_large), taus)
+    assert s["box_acc_val_tau"] == 0.5  # [0.45, 0.75] >= 0.5
     assert s["mean_iou"] == pytest.approx(0.6)
     # V2: delta .3 -> 1.0; delta .5 -> 0.5; delta .7 -> 0.5
-    assert s["max_box_acc_v2"] == pytest.approx(2 / 3)
+    assert s["box_acc_v2_val_tau"] == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="not one of the thresholds"):
+        L.box_acc_at_val_tau(picks, (test_large, test_large), np.array([0.25]))
 
 
-def test_centre_baseline_is_perfect_on_centred_objects():
+def test_centre_baseline_is_perfect_on_centred_objects_and_names_its_side():
     gt = L.centre_boxes(10, 0.4)
     r = L.centre_baseline(gt, gt)
-    assert r["max_box_acc"] == 1.0 and r["tau"] == pytest.approx(0.4)
+    assert r["max_box_acc"] == 1.0 and r["box_acc_val_tau"] == 1.0
+    assert r["side"] == pytest.approx(0.4) and "tau" not in r
+    assert "side 0.40" in L.format_table({"centre box": r})
 
 
 def test_centre_baseline_fails_on_corner_objects():
@@ -49,14 +182,49 @@ def test_centre_baseline_fails_on_corner_objects():
     assert L.centre_baseline(gt, gt)["max_box_acc"] == 0.0
 
 
-def test_box_ious_rejects_bad_input():
+def test_bad_input_gives_clear_errors():
     with pytest.raises(ValueError, match="NaN"):
         L.box_ious(np.full((1, 3, 3), np.nan), np.array([[0, 0, 1, 1]]))
     with pytest.raises(ValueError, match="need"):
         L.box_ious(np.zeros((2, 3, 3)), np.array([[0, 0, 1, 1]]))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        L.box_ious(np.full((1, 3, 3), 2.0), np.array([[0, 0, 1, 1]]))
+    with pytest.raises(ValueError, match="empty"):
+        L.box_ious(np.zeros((1, 0, 0)), np.array([[0, 0, 1, 1]]))
+    with pytest.raises(ValueError, match="empty"):
+        L.normalize_scoremaps(np.zeros((2, 0, 0)), 8)
+    with pytest.raises(ValueError, match="at least one image"):
+        L.max_box_acc(np.zeros((0, 5)))
 
 
-def test_format_table():
-    row = {"max_box_acc": 0.9, "max_box_acc_v2": 0.8, "mean_iou": 0.7, "tau": 0.2}
+def test_collect_on_an_empty_split_says_so():
+    with pytest.raises(ValueError, match="empty split"):
+        L.collect(None, [], {"CAM": lambda m, x: x}, progress=False)
+
+
+def test_default_methods_on_a_nested_backbone_have_unique_descriptive_names():
+    import keras
+
+    inp = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="fine")(inp)
+    x = keras.layers.Conv2D(4, 3, strides=2, padding="same", activation="relu", name="coarse")(x)
+    backbone = keras.Model(inp, x, name="backbone")
+    outer_in = keras.Input((16, 16, 3))
+    y = keras.layers.GlobalAveragePooling2D()(backbone(outer_in))
+    model = keras.Model(outer_in, keras.layers.Dense(3, name="logits")(y))
+    methods = L.default_methods(model)  # model.get_layer("coarse") would fail: it is nested
+    assert list(methods) == ["CAM", "Grad-CAM (coarse, 8x8)", "Grad-CAM (fine, 16x16)", "Grad-CAM++ (coarse, 8x8)"]
+    with pytest.raises(ValueError, match="earlier one"):
+        L.default_methods(model, earlier_layer="coarse")
+    maps = methods["Grad-CAM (fine, 16x16)"](model, np.random.default_rng(0).random((2, 16, 16, 3)))
+    assert maps.shape == (2, 16, 16)
+
+
+def test_format_table_and_report():
+    row = {
+        "max_box_acc": 0.9, "max_box_acc_v2": 0.8, "box_acc_val_tau": 0.85, "box_acc_v2_val_tau": 0.75,
+        "mean_iou": 0.7, "tau": 0.2, "tau_at_max": 0.3, "val_curve": [0.1], "test_curve": [0.2],
+    }  # fmt: skip
     text = L.format_table({"CAM": row})
-    assert "CAM" in text and "0.900" in text and "MaxBoxAccV2" in text
+    assert "CAM" in text and "0.900" in text and "MaxBoxAccV2" in text and "τ 0.200" in text
+    assert L.report({"CAM": row}) == {"CAM": {k: row[k] for k in L.REPORT_KEYS if k in row}}

@@ -30,15 +30,17 @@ def test_unknown_backbone():
         training.build_cam_model("alexnet")
 
 
+SETTINGS = dict(input_size=64, head_epochs=1, fine_tune_epochs=1, batch_size=8)
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
+    """The one training of the unit suite; the CLI test below reuses its checkpoint."""
     root = tmp_path_factory.mktemp("train")
-    ck = root / "tiny.keras"
-    model, hist = training.train_cam_model(
-        "toy_cars/tiny", input_size=64, head_epochs=1, fine_tune_epochs=1, batch_size=8,
-        checkpoint=ck, data_dir=root / "tfds",
-    )  # fmt: skip
-    return model, hist, ck, root
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(training, "CHECKPOINT_DIR", root / "ck")
+        model, hist = training.train_cam_model("toy_cars/tiny", data_dir=root / "tfds", **SETTINGS)
+    return model, hist, root / "ck" / "toy_cars_tiny_efficientnet_lite0.keras", root
 
 
 def test_training_runs_both_stages_and_saves(trained):
@@ -51,24 +53,53 @@ def test_training_runs_both_stages_and_saves(trained):
 def test_checkpoint_is_reused_with_the_same_settings(trained, capsys, monkeypatch):
     model, _, ck, root = trained
     monkeypatch.setattr(training, "make_pipeline", lambda *a, **k: pytest.fail("must not train again"))
-    again, _ = training.train_cam_model(
-        "toy_cars/tiny", input_size=64, head_epochs=1, fine_tune_epochs=1, batch_size=8,
-        checkpoint=ck, data_dir=root / "tfds",
-    )  # fmt: skip
+    again, _ = training.train_cam_model("toy_cars/tiny", checkpoint=ck, data_dir=root / "tfds", **SETTINGS)
     assert "reusing" in capsys.readouterr().out
     for a, b in zip(model.get_weights(), again.get_weights()):
         np.testing.assert_array_equal(a, b)
 
 
-def test_evaluate_end_to_end_on_tiny(trained):
+@pytest.fixture(scope="module")
+def evaluated(trained):
     model, _, _, root = trained
     (val, test), _ = datasets.load("toy_cars/tiny", split=("validation", "test"), data_dir=root / "tfds")
-    result = localization.evaluate(model, val, test, "efficientnet_lite0", 64, progress=False)
+    return localization.evaluate(model, val, test, "efficientnet_lite0", 64, progress=False), val, test
+
+
+def test_evaluate_end_to_end_on_tiny(trained, evaluated):
+    model = trained[0]
+    result, val, test = evaluated
     table = result["methods"]
-    assert "CAM" in table and "centre box" in table and "Grad-CAM++" in table
+    assert len(table) == 5 and "CAM" in table and "centre box" in table
+    assert any(n.startswith("Grad-CAM++") for n in table)
     for r in table.values():
-        assert 0.0 <= r["max_box_acc"] <= 1.0 and 0.0 <= r["mean_iou"] <= 1.0
+        for k in ("max_box_acc", "max_box_acc_v2", "box_acc_val_tau", "box_acc_v2_val_tau", "mean_iou"):
+            assert 0.0 <= r[k] <= 1.0
+        assert r["max_box_acc"] >= r["box_acc_val_tau"]  # the paper's max over tau bounds the deployable figure
+    assert len(table["CAM"]["val_curve"]) == len(localization.THRESHOLDS) == 1000
     assert result["test"]["boxes"].shape == (8, 4)
+    with pytest.raises(ValueError, match="empty split"):  # was "need at least one array to concatenate"
+        localization.evaluate(model, val, test.take(0), "efficientnet_lite0", 64, progress=False)
+
+
+def test_localize_cli_reports_both_protocols_as_json(trained, evaluated, monkeypatch, capsys):
+    from helpers.__main__ import main
+
+    _, _, ck, root = trained
+    monkeypatch.setattr(localization, "evaluate", lambda *a, **k: evaluated[0])  # evaluated above, once
+    real = training.train_cam_model
+    monkeypatch.setattr(datasets, "DATA_DIR", root / "tfds")
+    monkeypatch.setattr(training, "CHECKPOINT_DIR", ck.parent)
+    monkeypatch.setattr(training, "train_cam_model", lambda **kw: real(**kw, **SETTINGS))  # reuses the checkpoint
+    assert main(["localize", "--dataset", "toy_cars/tiny", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert "reusing" in out
+    table = json.loads(out.strip().splitlines()[-1])["methods"]
+    assert set(table["CAM"]) == {"max_box_acc", "max_box_acc_v2", "box_acc_val_tau", "box_acc_v2_val_tau"} | {
+        "mean_iou",
+        "tau",
+    }
+    assert "side" in table["centre box"] and "tau" not in table["centre box"]
 
 
 def test_pipeline_with_boxes_for_evaluation_only(trained):
