@@ -79,10 +79,10 @@ def save(image_or_figure, name: str, directory=None, dpi: int = 80, max_side: in
         max_side: shrink an array image so its longer side is at most this many pixels.
     """
     directory = Path(directory) if directory is not None else IMAGES_DIR
-    directory.mkdir(parents=True, exist_ok=True)
     path = directory / name
     if path.suffix.lower() not in (".png", ".jpg", ".jpeg"):
         raise ValueError(f"save writes .png or .jpg files, not {path.suffix!r}")
+    directory.mkdir(parents=True, exist_ok=True)  # only once the name is known to be good
     if hasattr(image_or_figure, "savefig"):
         image_or_figure.savefig(path, dpi=dpi, bbox_inches="tight")
     else:

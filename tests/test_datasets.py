@@ -122,3 +122,17 @@ def test_stanford_cars_missing_files_say_what_to_put_where(tmp_path):
     assert "cars_test.tgz" in msg and "car_devkit.tgz" in msg and "cars_test_annos_withlabels.mat" in msg
     assert "cars_train.tgz, " not in msg.split("\n")[0]
     assert str(manual) in msg
+
+
+@pytest.mark.parametrize("damaged", ["cars_train.tgz", "cars_test_annos_withlabels.mat"])
+def test_stanford_cars_truncated_file_is_named_with_the_fix(tmp_path, damaged):
+    manual = tmp_path / "manual"
+    manual.mkdir()
+    _fake_stanford_cars(manual)
+    path = manual / damaged
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(datasets.DamagedFileError) as err:
+        datasets.load("stanford_cars", split="test", data_dir=tmp_path / "tfds", manual_dir=manual)
+    msg = str(err.value)
+    assert msg.startswith(f"{path} is damaged or truncated") and "download it again" in msg
+    assert "\n" not in msg

@@ -35,3 +35,9 @@ def test_save_png_and_figure(tmp_path):
     assert viz.save(fig, "f.jpg", directory=tmp_path).stat().st_size > 0
     with pytest.raises(ValueError, match="png"):
         viz.save(np.zeros((2, 2, 3), np.uint8), "x.gif", directory=tmp_path)
+
+
+def test_a_bad_file_name_creates_no_folder(tmp_path):
+    with pytest.raises(ValueError, match="png"):
+        viz.save(np.zeros((2, 2, 3), np.uint8), "x.gif", directory=tmp_path / "new" / "sub")
+    assert list(tmp_path.iterdir()) == []

@@ -15,12 +15,21 @@ import_tensorflow()
 import tensorflow_datasets as tfds  # noqa: E402
 
 from . import render  # noqa: E402
-from .stanford_cars import MissingFilesError, StanfordCars, check_manual_dir  # noqa: E402
+from .stanford_cars import DamagedFileError, MissingFilesError, StanfordCars, check_manual_dir  # noqa: E402
 from .toy_cars import ToyCars  # noqa: E402
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "data" / "tfds"
 
-__all__ = ["DATA_DIR", "MissingFilesError", "StanfordCars", "ToyCars", "check_manual_dir", "load", "render"]
+__all__ = [
+    "DATA_DIR",
+    "DamagedFileError",
+    "MissingFilesError",
+    "StanfordCars",
+    "ToyCars",
+    "check_manual_dir",
+    "load",
+    "render",
+]
 
 
 def load(name: str = "toy_cars", split=("train", "validation", "test"), data_dir=None, manual_dir=None, **kwargs):

@@ -37,13 +37,24 @@ class MissingFilesError(FileNotFoundError):
     """Some Stanford Cars files are missing from the manual directory (the message says which)."""
 
 
+class DamagedFileError(ValueError):
+    """A Stanford Cars file is truncated or damaged (the message names it): download it again."""
+
+
+def _damaged(path: Path, exc: BaseException) -> DamagedFileError:
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    reason = reason.rsplit(": ", 1)[-1][:160]  # TFDS prefixes the paths; keep the cause
+    return DamagedFileError(f"{path} is damaged or truncated ({reason}): delete it and download it again")
+
+
 def check_manual_dir(manual_dir) -> Path:
     """Raise :class:`MissingFilesError` naming every missing file and where to put it."""
     manual_dir = Path(manual_dir).expanduser()
     missing = [f for f in REQUIRED if not (manual_dir / f).is_file()]
     if missing:
         raise MissingFilesError(
-            f"missing in {manual_dir}: {', '.join(missing)}\n\n" + INSTRUCTIONS.format(manual_dir=manual_dir)
+            f"missing in {manual_dir}: {', '.join(missing)}; download them by hand from a mirror and put them "
+            "there unextracted (details below)\n\n" + INSTRUCTIONS.format(manual_dir=manual_dir)
         )
     return manual_dir
 
@@ -78,7 +89,13 @@ class StanfordCars(tfds.core.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager):
         manual = check_manual_dir(dl_manager.manual_dir)
-        paths = dl_manager.extract({name: manual / name for name in REQUIRED if name.endswith(".tgz")})
+        paths = {}
+        for name in REQUIRED:
+            if name.endswith(".tgz"):
+                try:
+                    paths[name] = dl_manager.extract(manual / name)
+                except Exception as exc:  # noqa: BLE001 - TFDS wraps tarfile, gzip and EOF errors alike
+                    raise _damaged(manual / name, exc) from None
         devkit = Path(paths["car_devkit.tgz"]) / "devkit"
         return {
             "train": self._generate_examples(
@@ -93,7 +110,10 @@ class StanfordCars(tfds.core.GeneratorBasedBuilder):
 
         if not Path(annotations).is_file():
             raise MissingFilesError(f"{annotations} not found: is car_devkit.tgz the original devkit archive?")
-        mat = loadmat(os.fspath(annotations))
+        try:
+            mat = loadmat(os.fspath(annotations))
+        except Exception as exc:  # noqa: BLE001 - scipy raises ValueError, OSError or TypeError on bad files
+            raise _damaged(Path(annotations), exc) from None
         names = _class_names()
         for record in mat["annotations"][0]:
             x1, y1, x2, y2 = (float(np.squeeze(record[i])) for i in range(4))
