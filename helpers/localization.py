@@ -35,7 +35,9 @@ prints percentages).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -114,18 +116,38 @@ def _levels(image: np.ndarray, thresholds) -> np.ndarray:
     return (np.asarray(thresholds, np.float64) * image.max()).astype(np.int64)
 
 
-def _contour_boxes(image: np.ndarray, level: int) -> tuple[np.ndarray, int]:
-    """Pixel boxes ``(K, 4)`` x0 y0 x1 y1 of all contours above ``level``, and the index of the largest."""
+def _extent(image: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """For every level, the slice ``[y0, y1, x0, x1)`` holding the pixels above it, one pixel of margin."""
+    h, w = image.shape
+    out = []
+    for profile, n in ((image.max(axis=1), h), (image.max(axis=0), w)):
+        first = np.searchsorted(np.maximum.accumulate(profile), levels, side="right")
+        last = n - np.searchsorted(np.maximum.accumulate(profile[::-1]), levels, side="right")
+        out += [np.maximum(first - 1, 0), np.minimum(last + 1, n)]
+    return np.stack(out, 1)
+
+
+def _contour_boxes(image: np.ndarray, level: int, extent=None) -> tuple[np.ndarray, int]:
+    """Pixel boxes ``(K, 4)`` x0 y0 x1 y1 of all contours above ``level``, and the index of the largest.
+
+    ``extent`` (from :func:`_extent`) crops the work to where the region can be: the
+    crop keeps a one-pixel margin of zeros (or the image border, as in the full
+    image), so the contours, their order and their areas are those of the full image.
+    """
     import cv2
 
     height, width = image.shape
-    _, binary = cv2.threshold(image, int(level), 255, cv2.THRESH_BINARY)
+    y0, y1, x0, x1 = (0, height, 0, width) if extent is None else (int(v) for v in extent)
+    if y1 <= y0 or x1 <= x0:
+        return np.zeros((1, 4), np.int64), 0
+    _, binary = cv2.threshold(image[y0:y1, x0:x1], int(level), 255, cv2.THRESH_BINARY)
     contours = cv2.findContours(binary, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[0]
     if len(contours) == 0:
         return np.zeros((1, 4), np.int64), 0
     rects = np.array([cv2.boundingRect(c) for c in contours], np.int64)
     largest = int(np.argmax([cv2.contourArea(c) for c in contours]))  # first of equals, like max()
     x, y, w, h = rects.T
+    x, y = x + x0, y + y0
     return np.stack([x, y, np.minimum(x + w, width - 1), np.minimum(y + h, height - 1)], 1), largest
 
 
@@ -197,20 +219,28 @@ def box_ious(scoremaps, gt_boxes, thresholds=THRESHOLDS) -> tuple[np.ndarray, np
         raise ValueError(f"need (N, H, W) maps and (N, 4) boxes, got {maps.shape} and {gt.shape}")
     n, h, w = maps.shape
     gt_px = gt_pixel_boxes(gt, (h, w))
-    largest = np.zeros((n, len(thresholds)))
-    best = np.zeros((n, len(thresholds)))
-    for i in range(n):  # contours are per image; cv2 does the pixel work
-        image = _quantize(maps[i])
-        levels = _levels(image, thresholds)
-        uniq, inverse = np.unique(levels, return_inverse=True)
-        found = [_contour_boxes(image, k) for k in uniq]
-        counts = np.array([len(b) for b, _ in found])
-        ious = pixel_iou(np.concatenate([b for b, _ in found]), gt_px[i])[:, 0]
-        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        big = ious[starts + np.array([k for _, k in found])]
-        largest[i] = big[inverse]
-        best[i] = np.maximum.reduceat(ious, starts)[inverse]
-    return largest, best
+    thresholds = np.asarray(thresholds, np.float64)
+    if n == 0:
+        return np.zeros((0, len(thresholds))), np.zeros((0, len(thresholds)))
+    workers = max(1, min(os.cpu_count() or 1, n))
+    if workers == 1:
+        rows = [_image_ious(maps[i], gt_px[i], thresholds) for i in range(n)]
+    else:  # cv2 releases the GIL: images in parallel threads
+        with ThreadPoolExecutor(workers) as pool:
+            rows = list(pool.map(lambda i: _image_ious(maps[i], gt_px[i], thresholds), range(n)))
+    return np.stack([r[0] for r in rows]), np.stack([r[1] for r in rows])
+
+
+def _image_ious(scoremap: np.ndarray, gt_px: np.ndarray, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One image's ``(largest, best)`` IoU rows over the thresholds (each distinct uint8 level done once)."""
+    image = _quantize(scoremap)
+    uniq, inverse = np.unique(_levels(image, thresholds), return_inverse=True)
+    found = [_contour_boxes(image, k, e) for k, e in zip(uniq, _extent(image, uniq))]
+    counts = np.array([len(b) for b, _ in found])
+    ious = pixel_iou(np.concatenate([b for b, _ in found]), gt_px)[:, 0]
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    largest = ious[starts + np.array([k for _, k in found])]
+    return largest[inverse], np.maximum.reduceat(ious, starts)[inverse]
 
 
 def box_acc(ious: np.ndarray, delta: float) -> np.ndarray:

@@ -98,6 +98,11 @@ def test_max_box_acc_matches_the_reference_code(kind):
         gt_px = L.gt_pixel_boxes(gt[i], size)
         for j, bs in enumerate(ref_boxes(ref_maps[i], thresholds, True)):
             assert best[i, j] == pytest.approx(max(ref_iou(b, gt_px) for b in bs))
+        for j, (b,) in enumerate(ref_boxes(ref_maps[i], thresholds, False)):
+            assert large[i, j] == pytest.approx(ref_iou(b, gt_px))
+        assert [b.tolist() for b in L.scoremap_boxes(ref_maps[i], thresholds[::7], multi_contour=True)] == [
+            b.tolist() for b in ref_boxes(ref_maps[i], thresholds[::7], True)
+        ]
 
 
 def test_constructed_map_oracle_by_hand():
