@@ -187,12 +187,22 @@ def _is_identity(op) -> bool:
     return isinstance(op, keras.layers.Activation) and getattr(act, "__name__", "") == "linear"
 
 
-def _resolve(tensor):
-    """The innermost non-model operation producing ``tensor`` (through nested models): ``(op, inputs)``."""
-    op, inputs, index = _producer(tensor)
-    while _is_model(op):
-        op, inputs, index = _producer(op.outputs[index])
-    return op, inputs
+def _resolve(tensor, bridge: dict):
+    """The innermost non-model operation producing ``tensor``: ``(op, inputs)``.
+
+    Walks into nested models (through their outputs) and back out of them
+    (through their inputs): ``bridge`` maps the id of a nested model's input
+    tensor to the outer tensor fed to it, filled in on the way in.
+    """
+    while True:
+        op, inputs, index = _producer(tensor)
+        if _is_model(op):
+            bridge.update({id(inner): outer for inner, outer in zip(op.inputs, inputs)})
+            tensor = op.outputs[index]
+        elif isinstance(op, keras.layers.InputLayer) and id(tensor) in bridge:
+            tensor = bridge[id(tensor)]
+        else:
+            return op, inputs
 
 
 def _skippable_after_softmax(op, inputs, tensor) -> bool:
@@ -209,12 +219,15 @@ def _softmax_path(tensor) -> list:
     Only inference identities and shape-preserving ``Lambda`` layers may sit
     between the softmax and ``tensor``.
     """
-    path = []
+    path, bridge = [], {}
     while True:
         op, inputs, index = _producer(tensor)
         if _is_model(op):
+            bridge.update({id(inner): outer for inner, outer in zip(op.inputs, inputs)})
             path.append(op)
             tensor = op.outputs[index]
+        elif isinstance(op, keras.layers.InputLayer) and id(tensor) in bridge:
+            tensor = bridge[id(tensor)]
         elif _is_softmax(op):
             return [*path, op]
         elif _skippable_after_softmax(op, inputs, tensor):
@@ -269,24 +282,25 @@ def class_head(model: keras.Model, output=None) -> tuple[keras.layers.Dense, lis
         ValueError: the model does not end in ``GAP -> Dense``.
     """
     index = output_index(model, output)
-    op, inputs = _resolve(model.outputs[index])
-    while not isinstance(op, keras.layers.Dense) and (_is_softmax(op) or _is_identity(op)) and len(inputs) == 1:
-        op, inputs = _resolve(inputs[0])
+    bridge: dict = {}
+    after_dense = {id(op) for op in _softmax_path(model.outputs[index])}  # the softmax and what follows it
+    op, inputs = _resolve(model.outputs[index], bridge)
+    while not isinstance(op, keras.layers.Dense) and (id(op) in after_dense or _is_identity(op)) and len(inputs) == 1:
+        op, inputs = _resolve(inputs[0], bridge)
     dense = op
     if isinstance(dense, keras.layers.Dense):
-        op, inputs = _resolve(inputs[0])
+        op, inputs = _resolve(inputs[0], bridge)
         while _is_identity(op):
-            op, inputs = _resolve(inputs[0])
+            op, inputs = _resolve(inputs[0], bridge)
     if not isinstance(dense, keras.layers.Dense) or not isinstance(op, keras.layers.GlobalAveragePooling2D):
         raise ValueError(
             f"CAM needs a model whose output is global average pooling -> one dense layer (-> softmax); model "
             f"{model.name!r} ends in {type(dense).__name__} {dense.name!r}. Use grad_cam for other architectures"
         )
-    feeders = []
-    op, inputs = _resolve(inputs[0])
-    feeders.append(op)
+    op, inputs = _resolve(inputs[0], bridge)
+    feeders = [op]
     while _is_identity(op):
-        op, inputs = _resolve(inputs[0])
+        op, inputs = _resolve(inputs[0], bridge)
         feeders.append(op)
     return dense, feeders
 

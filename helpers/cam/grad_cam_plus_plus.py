@@ -19,7 +19,8 @@ def weights(feats, grads):
     g2 = tf.square(grads)
     denom = 2.0 * g2 + tf.reduce_sum(feats, axis=(1, 2), keepdims=True) * g2 * grads
     alpha = tf.where(grads != 0.0, g2 / (denom + _base.EPS), 0.0)
-    return tf.reduce_sum(alpha * tf.nn.relu(grads), axis=(1, 2))
+    # alpha * ReLU(g), written so that an infinite alpha (denominator 0) at g <= 0 gives 0, not inf * 0 = NaN
+    return tf.reduce_sum(tf.where(grads > 0.0, alpha * grads, 0.0), axis=(1, 2))
 
 
 def grad_cam_plus_plus(model, images, class_index=None, layer=None, return_class=False, *, output=None):

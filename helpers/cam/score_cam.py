@@ -82,7 +82,9 @@ def score_cam(
             masks = tf.image.resize(tf.transpose(chosen, (2, 0, 1))[..., None], size)  # (k, H, W, 1)
             lo = tf.reduce_min(masks, axis=(1, 2, 3), keepdims=True)
             hi = tf.reduce_max(masks, axis=(1, 2, 3), keepdims=True)
-            masks = (masks - lo) / (hi - lo + _base.EPS)
+            # max(., EPS), not hi - lo + EPS: TF's graph optimiser may reassociate the sum and lose EPS
+            # in float32 rounding, turning a constant channel's 0 / 0 into NaN (found by hypothesis).
+            masks = (masks - lo) / tf.maximum(hi - lo, _base.EPS)
             n_chunks = (k + batch - 1) // batch
 
             def body(i, acc):
