@@ -561,3 +561,54 @@ def format_table(table: dict) -> str:
             f"{r['box_acc_v2_val_tau']:8.3f}  {r['mean_iou']:8.3f}  {chosen}"
         )
     return "\n".join(lines)
+
+
+def evaluated_box(heatmap, tau: float, size: int = 224, multi_contour: bool = False) -> np.ndarray:
+    """The box the evaluation scores for one heatmap at ``tau``, normalised ``[ymin, xmin, ymax, xmax]``.
+
+    The heatmap is upsampled and min-max normalised (:func:`normalize_scoremaps`), then
+    boxed by the reference rule (:func:`scoremap_boxes`); the inclusive pixel box
+    ``[x0, y0, x1, y1]`` covers ``[x0, x1 + 1)`` in normalised units. ``multi_contour``
+    returns all contours' boxes, ``(K, 4)``. (The reference's box ends at ``x + w``, which the
+    +1 IoU counts inclusively: a region of columns 3..6 gives a box over columns 3..7.)
+    """
+    s = normalize_scoremaps(np.asarray(heatmap)[None], size)[0]
+    b = scoremap_boxes(s, [tau], multi_contour)[0]
+    h, w = s.shape
+    out = np.stack([b[:, 1] / h, b[:, 0] / w, (b[:, 3] + 1) / h, (b[:, 2] + 1) / w], 1).clip(0, 1)
+    return out if multi_contour else out[0]
+
+
+def region_stats(heatmaps, gt_boxes, tau, size: int = 224) -> dict:
+    """How the thresholded maps sit on the ground truth: coverage of the box and spill outside it.
+
+    The region is the evaluation's (uint8 map strictly above ``int(tau * max)``, all
+    regions); the ground-truth box is its pixel box at ``size`` (+1 convention).
+
+    Args:
+        heatmaps: ``(N, h, w)`` maps at any resolution.
+        gt_boxes: ``(N, 4)`` normalised boxes.
+        tau: one threshold, or one per image.
+        size: the image size the maps are upsampled to.
+
+    Returns:
+        ``{"coverage": (N,) share of the box's pixels in the region, "outside": (N,) share of the
+        region's pixels outside the box (0 for an empty region)}``.
+    """
+    gt = _boxes.validate(gt_boxes).reshape(-1, 4)
+    taus = np.broadcast_to(np.asarray(tau, np.float64), (len(gt),))
+    cover, outside = np.zeros(len(gt)), np.zeros(len(gt))
+    ys, xs = np.arange(size)[:, None], np.arange(size)[None, :]
+    for start in range(0, len(gt), 64):  # chunks keep the (B, size, size) masks small
+        stop = min(start + 64, len(gt))
+        images = _quantize(normalize_scoremaps(np.asarray(heatmaps[start:stop]), size))
+        peaks = images.reshape(len(images), -1).max(axis=1).astype(np.float64)
+        region = images > (taus[start:stop] * peaks).astype(np.int64)[:, None, None]
+        x0, y0, x1, y1 = gt_pixel_boxes(gt[start:stop], size).T[..., None, None]
+        inside = (ys >= y0) & (ys <= y1) & (xs >= x0) & (xs <= x1)
+        box_px = inside.sum(axis=(1, 2))
+        region_px = region.sum(axis=(1, 2))
+        both = (region & inside).sum(axis=(1, 2))
+        cover[start:stop] = both / np.maximum(box_px, 1)
+        outside[start:stop] = np.where(region_px > 0, 1 - both / np.maximum(region_px, 1), 0.0)
+    return {"coverage": cover, "outside": outside}

@@ -233,3 +233,18 @@ def test_format_table_and_report():
     text = L.format_table({"CAM": row})
     assert "CAM" in text and "0.900" in text and "MaxBoxAccV2" in text and "τ 0.200" in text
     assert L.report({"CAM": row}) == {"CAM": {k: row[k] for k in L.REPORT_KEYS if k in row}}
+
+
+def test_evaluated_box_and_region_stats_on_a_constructed_map():
+    m = np.zeros((10, 10))
+    m[2:5, 3:7] = 1.0  # rows 2..4, columns 3..6
+    s = L.normalize_scoremaps(m[None], 10)[0]
+    want = L.scoremap_boxes(s, [0.5])[0][0]  # [x0, y0, x1, y1] inclusive
+    box = L.evaluated_box(m, 0.5, size=10)
+    np.testing.assert_allclose(box, [want[1] / 10, want[0] / 10, (want[3] + 1) / 10, (want[2] + 1) / 10])
+    # the reference's box is [x, y, x + w, y + h] counted inclusively (+1): one pixel more than the block
+    np.testing.assert_allclose(box, [0.2, 0.3, 0.6, 0.8])
+    stats = L.region_stats(m[None], np.array([[0.2, 0.3, 0.4, 0.5]]), 0.5, size=10)
+    # GT pixel box: x 3..5, y 2..4 (+1 convention) = 9 pixels, all in the 12-pixel region
+    assert stats["coverage"][0] == pytest.approx(1.0)
+    assert stats["outside"][0] == pytest.approx(3 / 12)
