@@ -1,43 +1,69 @@
 # Two commands run the course (README, Quick start): `make course` and `make test`.
 # Each bootstraps .venv (Python 3.11) from requirements.txt on a fresh clone.
+# Repo tooling (runner, student copy, site) lives in tools/, outside the learner-facing package.
 PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NOTEBOOKS := $(sort $(wildcard notebooks/0*.ipynb))
 SOLUTIONS := $(sort $(wildcard notebooks/solutions/*.ipynb))
+PROJECT_SOLUTION ?= notebooks/solutions/06_project_cam_iou.ipynb
+PROJECT_STUDENT ?= notebooks/06_project_cam_iou.ipynb
+SITE_STAMP := $(VENV)/.site-installed
+# pip: errors only (-qq hides warnings about this machine's index configuration and setuptools notices)
+PIP := $(BIN)/python -m pip -qq --disable-pip-version-check
+export PIP_ROOT_USER_ACTION := ignore
+export PIP_NO_WARN_SCRIPT_LOCATION := 1
 export TF_CPP_MIN_LOG_LEVEL := 3
 export PYTHONHASHSEED := 0
 export MPLBACKEND := Agg
 
-.PHONY: course test unit nbval lint lab notebooks exercises bench clean
+.PHONY: course test unit nbval lint lab notebooks exercises student-copy site site-deps bench clean
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip "setuptools>=68" wheel
-	$(BIN)/python -m pip install -q -r requirements.txt
-	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	@echo "installing the course's packages into $(VENV) (first run only; a few minutes)"
+	@$(PIP) install --upgrade pip "setuptools>=68" wheel
+	@$(PIP) install -r requirements.txt
+	@$(PIP) install --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
-## course: execute every notebook in order on the embedded defaults; HTML under build/
+# the static site and its browser test: Sphinx + MyST-NB + book theme, Selenium (see requirements-site.txt)
+$(SITE_STAMP): $(STAMP) requirements-site.txt
+	@echo "installing the site's packages into $(VENV)"
+	@$(PIP) install -r requirements-site.txt
+	@touch $(SITE_STAMP)
+
+## course: execute every notebook in order on the embedded defaults; HTML under build/course/
+## course QUICK=1: a few-minute taste (tiny data, few steps) under build/quick/; not the course's results
 course: $(STAMP)
-	$(BIN)/python -m helpers.course --html build $(NOTEBOOKS)
+	@$(BIN)/python -m tools.course $(if $(QUICK),--quick --out build/quick --html build/quick,--html build/course) $(NOTEBOOKS)
 
 ## notebooks: execute the notebooks and the project solution in place (what gets committed)
 notebooks: $(STAMP)
-	$(BIN)/python -m helpers.course --inplace $(NOTEBOOKS) $(SOLUTIONS)
+	$(BIN)/python -m tools.course --inplace $(NOTEBOOKS) $(SOLUTIONS)
 
 ## exercises: regenerate the student copy of the project from its solution, and execute it
 exercises: $(STAMP)
-	$(BIN)/python -m helpers.student_copy notebooks/solutions/06_project_cam_iou.ipynb notebooks/06_project_cam_iou.ipynb
-	$(BIN)/python -m helpers.course --inplace notebooks/06_project_cam_iou.ipynb
+	$(BIN)/python -m tools.student_copy $(PROJECT_SOLUTION) $(PROJECT_STUDENT)
+	$(BIN)/python -m tools.course --inplace $(PROJECT_STUDENT)
 
-## test: ruff, the unit tests, and nbval over the notebooks
-test: lint unit nbval
+## student-copy: fail when the committed student copy is stale (part of `make test`)
+student-copy:
+	@$(BIN)/python -m tools.student_copy --check $(PROJECT_SOLUTION) $(PROJECT_STUDENT)
+
+## site: static website from the committed, executed notebooks (not re-executed) in build/site/
+site: $(SITE_STAMP)
+	$(BIN)/python -m tools.site --out build/site
+
+site-deps: $(SITE_STAMP)
+
+## test: ruff, the student copy, the unit tests (site build + browser test included), nbval over the notebooks
+test: lint student-copy site-deps unit nbval
 
 lint: $(STAMP)
-	$(BIN)/ruff check helpers tests $(wildcard benchmarks)
-	$(BIN)/ruff format --check helpers tests $(wildcard benchmarks)
+	$(BIN)/ruff check helpers tools tests $(wildcard benchmarks)
+	$(BIN)/ruff format --check helpers tools tests $(wildcard benchmarks)
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests
