@@ -67,6 +67,20 @@ def test_ig_on_the_tiny_relu_net_by_hand(tiny):
         assert r.gap[0] < 1e-6
 
 
+def test_a_softmax_inside_a_nested_head_is_skipped():
+    head_in = keras.Input((4, 4, 3))
+    dense = keras.layers.Dense(3, name="fc")
+    head = keras.Model(head_in, keras.layers.Softmax(name="sm")(dense(keras.layers.Flatten()(head_in))), name="head")
+    inp = keras.Input((4, 4, 3))
+    model = keras.Model(inp, head(keras.layers.Identity()(inp)), name="nested_head")
+    dense.set_weights([W_LIN, B_LIN])
+    x = RNG.normal(size=(1, 4, 4, 3)).astype(np.float32)
+    np.testing.assert_allclose(attribution.gradients(model, x, 1)[0].numpy().ravel(), W_LIN[:, 1], atol=1e-6)
+    np.testing.assert_allclose(attribution.guided_backprop(model, x, 0, raw=True).ravel(), W_LIN[:, 0], atol=1e-6)
+    r = attribution.integrated_gradients(model, x, 2, steps=3, details=True)
+    np.testing.assert_allclose(r.attributions.ravel(), x.ravel() * W_LIN[:, 2], atol=1e-5)
+
+
 def test_ig_top1_class_is_taken_at_the_image_not_the_baseline(linear):
     x = RNG.normal(size=(3, 4, 4, 3)).astype(np.float32)
     logits = x.reshape(3, -1) @ W_LIN + B_LIN
