@@ -32,7 +32,7 @@ def _image(source):
 def _top(text: str) -> int:
     value = int(text) if text.lstrip("-").isdigit() else None
     if value is None or not 1 <= value <= 1000:
-        raise argparse.ArgumentTypeError(f"--top must be an integer from 1 to 1000, got {text!r}")
+        raise argparse.ArgumentTypeError(f"must be an integer from 1 to 1000, got {text!r}")
     return value
 
 
@@ -81,12 +81,10 @@ def predict(args) -> int:
 
 
 def gradcam(args) -> int:
-    from . import cam, models, viz
+    from . import models
 
-    # everything that can be checked is checked before the model is loaded
+    # everything that can be checked is checked before TensorFlow and the model are loaded
     out = check_out(args.out)
-    if args.method not in cam.METHODS:
-        raise UsageError(f"--method {args.method!r} is not one of {', '.join(cam.METHODS)}")
     options = {}
     if args.max_channels is not None:
         if args.method != "scorecam":
@@ -94,6 +92,10 @@ def gradcam(args) -> int:
         options["max_channels"] = args.max_channels
     cls = None if args.class_ is None else models.class_index(args.class_)
     image = _image(args.source)
+    from . import cam, viz  # imports TensorFlow
+
+    if args.method not in cam.METHODS:
+        raise UsageError(f"--method {args.method!r} is not one of {', '.join(cam.METHODS)}")
     model = models.load(args.model)
     x = models.preprocess(args.model, image)
     top = models.decode(model.predict(x, verbose=0), top=3)[0]
@@ -143,7 +145,9 @@ def main(argv=None) -> int:
         "--max-channels", type=_positive, default=None, help="scorecam: score only this many channels (faster)"
     )
     g.add_argument("--layer", default=None)
-    g.add_argument("--class", dest="class_", default=None, help="class name or index (default: top-1)")
+    g.add_argument(
+        "--class", dest="class_", metavar="CLASS", default=None, help="ImageNet class name or index (default: top-1)"
+    )
     g.add_argument("--out", type=Path, required=True)
     g.set_defaults(func=gradcam)
     loc = sub.add_parser("localize", help="train (or reuse) a CAM model and measure its boxes")

@@ -6,10 +6,16 @@ plot every channel of successive layers to see the input decomposed.
 
 from __future__ import annotations
 
-import keras
 import numpy as np
 
-from .graph import find_layer, iter_layers, tap_model
+from ._quiet import import_tensorflow
+
+import_tensorflow()  # before keras: quiet, and keeps OpenCV out (see helpers._quiet)
+
+import keras  # noqa: E402
+
+from .graph import find_layer, iter_layers, tap_model  # noqa: E402
+from .viz import standardize  # noqa: E402  (the one display rule, re-exported here)
 
 _VISIBLE = (
     keras.layers.Conv2D,
@@ -47,21 +53,6 @@ def activation_model(model, layers=None) -> keras.Model:
     taps = tap_model(model, chosen, logits=False)
     outputs = taps.outputs if isinstance(taps.outputs, list) else [taps.outputs]
     return keras.Model(taps.inputs[0], dict(zip([lay.name for lay in chosen], outputs)), name="activations")
-
-
-def standardize(channels: np.ndarray) -> np.ndarray:
-    """Scale each channel ``(..., h, w)`` to uint8 for display: mean 128, 64 per std.
-
-    Constant channels come back flat (all 0), never NaN.
-    """
-    c = np.asarray(channels, np.float32)
-    mean = c.mean(axis=(-2, -1), keepdims=True)
-    std = c.std(axis=(-2, -1), keepdims=True)
-    z = np.where(std > 1e-6, (c - mean) / np.maximum(std, 1e-6), 0.0)
-    flat = std <= 1e-6
-    out = np.clip(z * 64 + 128, 0, 255)
-    out = np.where(flat, 0, out)
-    return out.astype(np.uint8)
 
 
 def activation_grid(activation, images_per_row: int = 16) -> np.ndarray:

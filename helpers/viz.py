@@ -11,6 +11,26 @@ _REPO = Path(__file__).resolve().parent.parent
 IMAGES_DIR = _REPO / "images" if (_REPO / "notebooks").is_dir() else Path("images")
 
 
+def standardize(values, axis=(-2, -1)) -> np.ndarray:
+    """Values to uint8 for display: mean 128, 64 grey levels per standard deviation, clipped.
+
+    The display rule of Chollet, *Deep Learning with Python* (2nd ed., Sec. 9.4), used
+    for activation channels (``axis=(-2, -1)``: each ``(h, w)`` map on its own) and for
+    filter patterns (``axis=(1, 2, 3)``: each image of a batch on its own).
+    A constant slice (std below 1e-6) comes back all 0, never NaN.
+
+    Args:
+        values: float array.
+        axis: the axes standardised together.
+    """
+    c = np.asarray(values, np.float32)
+    mean = c.mean(axis=axis, keepdims=True)
+    std = c.std(axis=axis, keepdims=True)
+    flat = std <= 1e-6
+    z = (c - mean) / np.where(flat, 1.0, std)
+    return np.where(flat, 0, np.clip(z * 64 + 128, 0, 255)).astype(np.uint8)
+
+
 def colorize(heatmap, cmap: str = "jet") -> np.ndarray:
     """A map in [0, 1] ``(h, w)`` -> uint8 RGB ``(h, w, 3)`` with a Matplotlib colormap."""
     import matplotlib

@@ -54,7 +54,7 @@ def test_errors_are_one_line(capsys, tmp_path):
 @pytest.mark.parametrize("top", ["0", "-1", "1001", "two"])
 def test_top_must_be_from_1_to_1000(top, capsys, no_model):
     assert main(["predict", "coffee", "--top", top]) == 2
-    assert "--top must be an integer from 1 to 1000" in _one_line_error(capsys)
+    assert "argument --top: must be an integer from 1 to 1000" in _one_line_error(capsys)
 
 
 def test_usage_errors_are_one_line(capsys, no_model):
@@ -122,3 +122,16 @@ def test_localize_without_stanford_files_says_what_is_missing(tmp_path, capsys):
     assert main(["localize", "--dataset", "stanford_cars", "--manual-dir", str(tmp_path)]) == 2
     err = _one_line_error(capsys)
     assert "cars_train.tgz" in err and str(tmp_path) in err
+
+
+def test_bad_options_fail_before_tensorflow_is_imported(tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from helpers.__main__ import main; "
+        f"rc = main(['gradcam', 'chelsea', '--class', 'crane', '--out', {str(tmp_path / 'x.png')!r}]); "
+        "print(rc, 'tensorflow' in sys.modules)"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.stdout.split() == ["2", "False"], run.stderr[-1000:]

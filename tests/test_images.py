@@ -10,7 +10,6 @@ from helpers.images import ImageLoadError
 
 def _png(arr, mode=None, **kw) -> bytes:
     buf = io.BytesIO()
-    Image.fromarray(arr, mode) if mode else Image.fromarray(arr)
     im = Image.fromarray(arr, mode) if mode else Image.fromarray(arr)
     im.save(buf, format=kw.pop("format", "PNG"), **kw)
     return buf.getvalue()

@@ -105,7 +105,6 @@ def test_sha_mismatch_is_a_clear_error(tmp_path, monkeypatch):
 
 def test_cache_is_used_and_a_damaged_cache_is_rebuilt(tmp_path, monkeypatch, lite0):
     monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path))
-    t0 = time.perf_counter()
     first = models.load(NAME)
     cached = list(tmp_path.glob("*.npz"))
     assert len(cached) == 1 and cached[0].with_suffix(".json").is_file()
@@ -125,7 +124,6 @@ def test_cache_is_used_and_a_damaged_cache_is_rebuilt(tmp_path, monkeypatch, lit
         np.testing.assert_array_equal(a, b)
     for a, b in zip(first.get_weights(), lite0.get_weights()):
         np.testing.assert_array_equal(a, b)
-    assert time.perf_counter() - t0 < 120
 
 
 def test_a_cache_sidecar_that_is_not_an_object_is_rebuilt(tmp_path, monkeypatch):

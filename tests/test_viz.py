@@ -41,3 +41,12 @@ def test_a_bad_file_name_creates_no_folder(tmp_path):
     with pytest.raises(ValueError, match="png"):
         viz.save(np.zeros((2, 2, 3), np.uint8), "x.gif", directory=tmp_path / "new" / "sub")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_standardize_mean_128_and_64_per_std_over_the_given_axes():
+    x = np.array([[[0.0, 2.0]], [[5.0, 5.0]]])  # two (1, 2) maps: one with mean 1 and std 1, one constant
+    np.testing.assert_array_equal(viz.standardize(x), [[[64, 192]], [[0, 0]]])
+    batch = np.stack([x, 10 * x])  # (2, 2, 1, 2): each image standardised on its own
+    out = viz.standardize(batch, axis=(1, 2, 3))
+    np.testing.assert_array_equal(out[0], out[1])
+    assert out.dtype == np.uint8 and not np.isnan(viz.standardize(np.zeros((3, 3)))).any()
