@@ -53,6 +53,9 @@ def overlay(image, heatmap, alpha: float = 0.4, cmap: str = "jet") -> np.ndarray
         alpha: weight of the heatmap (0 = image only, 1 = heatmap only).
         cmap: a Matplotlib colormap name.
     """
+    from ._quiet import import_tensorflow
+
+    import_tensorflow()  # quietly, before helpers.cam imports keras
     from .cam import upsample
 
     img = np.asarray(image)
