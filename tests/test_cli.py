@@ -46,7 +46,7 @@ def test_gradcam_scorecam_passes_max_channels(tmp_path, capsys, monkeypatch):
     assert calls[0]["max_channels"] == 4 and out.read_bytes()[:4] == b"\x89PNG"
 
 
-def test_errors_are_one_line(capsys, tmp_path):
+def test_a_missing_file_is_a_one_line_error(capsys, tmp_path):
     assert main(["predict", str(tmp_path / "missing.jpg")]) == 2
     assert "no such file" in _one_line_error(capsys)
 

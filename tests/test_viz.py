@@ -21,7 +21,7 @@ def test_overlay_keeps_the_image_size_and_blends():
     np.testing.assert_array_equal(full, viz.colorize(np.zeros((30, 40))))
 
 
-def test_overlay_errors():
+def test_overlay_and_colorize_reject_bad_input():
     with pytest.raises(ValueError, match="alpha"):
         viz.overlay(np.zeros((4, 4, 3), np.uint8), np.zeros((2, 2)), alpha=2)
     with pytest.raises(ValueError, match="NaN"):
