@@ -550,14 +550,15 @@ def report(table: dict) -> dict:
 def format_table(table: dict) -> str:
     """A plain-text table: the paper's figures (tau on test) and the deployable ones (tau on validation)."""
     head = "paper (best τ on test)   deployable (τ from validation)"
+    w = max([34, *(len(name) for name in table)])
     lines = [
-        f"{'':34s} {head}",
-        f"{'method':34s} MaxBoxAcc  MaxBoxAccV2  BoxAcc  BoxAccV2  mean IoU  chosen on val",
+        f"{'':{w}s} {head}",
+        f"{'method':{w}s} MaxBoxAcc  MaxBoxAccV2  BoxAcc  BoxAccV2  mean IoU  chosen on val",
     ]
     for name, r in table.items():
         chosen = f"side {r['side']:.2f}" if "side" in r else f"τ {r['tau']:.3f}"
         lines.append(
-            f"{name:34s} {r['max_box_acc']:9.3f}  {r['max_box_acc_v2']:11.3f}  {r['box_acc_val_tau']:6.3f}  "
+            f"{name:{w}s} {r['max_box_acc']:9.3f}  {r['max_box_acc_v2']:11.3f}  {r['box_acc_val_tau']:6.3f}  "
             f"{r['box_acc_v2_val_tau']:8.3f}  {r['mean_iou']:8.3f}  {chosen}"
         )
     return "\n".join(lines)
