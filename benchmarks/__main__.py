@@ -130,6 +130,7 @@ def run(smoke: bool) -> dict:
     r[f"{steps} forward+backward passes to {layer}, per filter"] = timeit(
         lambda: [probe(z).numpy() for _ in range(steps)], 1, nf
     )
+    featureviz_bench(model, smoke, r)
 
     # localisation evaluation throughput on the toy_cars test split (weights do not change the speed)
     from helpers import datasets
@@ -148,7 +149,105 @@ def run(smoke: bool) -> dict:
     r["localisation evaluation (CAM), per image"] = timeit(
         lambda: localization.collect(cam_model, pipe, one, taus, progress=False), 1 if smoke else 3, n_test
     )
+    trust(model, smoke, r)
     return {"smoke": smoke, "batch": big, "results": r, "notebooks": _notebook_times()}
+
+
+def featureviz_bench(model, smoke: bool, r: dict) -> dict:
+    """Notebook 02's hot paths against their floors (``helpers.featureviz``).
+
+    ``visualize`` (transformations, Fourier parametrisation, Adam included) vs ``steps`` forward+backward
+    passes of the same batch at the size the network sees; ``dataset_examples`` vs one forward pass of the
+    whole model over the images searched (and, for context, the forward pass to the layer alone).
+    """
+    from helpers import featureviz
+
+    layer, size, steps, n = "block6a_expand_bn", (48 if smoke else 128), (2 if smoke else 16), (2 if smoke else 8)
+    reps = 1 if smoke else 3
+    obj = featureviz.channel(layer, list(range(n)))
+    r[f"featureviz.visualize ({n} channels, {steps} steps), per channel"] = timeit(
+        lambda: featureviz.visualize(model, obj, steps=steps, size=size, progress=False), reps, n
+    )
+    trunk = tap_model(model, [find_layer(model, layer)], logits=False, input_shape=(None, None, 3))
+    probe = tf.function(lambda z: _input_grad_trunk(trunk, z))
+    z = tf.random.uniform((n, size + 2 * featureviz.PAD, size + 2 * featureviz.PAD, 3))
+    r[f"{steps} forward+backward passes to {layer} (transformed size), per channel"] = timeit(
+        lambda: [probe(z).numpy() for _ in range(steps)], reps, n
+    )
+    m = 4 if smoke else 64
+    photos = np.stack([images.load(images.sample(s), size=224) for s in images.SAMPLES])
+    pool = np.concatenate([photos] * (m // len(photos) + 1))[:m]
+    r["dataset_examples (64 channels), per image searched"] = timeit(
+        lambda: featureviz.dataset_examples(model, layer, range(64), pool), reps, m
+    )
+    fwd = tf.function(lambda x: model(x, training=False))
+    trunk_fwd = tf.function(lambda x: trunk(x, training=False))
+    xs = [tf.constant(pool[i : i + 32].astype(np.float32) / 127.5 - 1) for i in range(0, m, 32)]
+    r["forward over the images searched, per image"] = timeit(lambda: [fwd(x).numpy() for x in xs], reps, m)
+    r[f"forward to {layer} over the images searched, per image"] = timeit(
+        lambda: [trunk_fwd(x).numpy() for x in xs], reps, m
+    )
+    return r
+
+
+def interleaved(cases: dict, repeats: int) -> dict:
+    """Like :func:`timeit` for several calls, run in turn within each repeat (fair under a varying load)."""
+    for fn, _ in cases.values():
+        fn()
+    times: dict = {name: [] for name in cases}
+    for _ in range(repeats):
+        for name, (fn, per) in cases.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append((time.perf_counter() - t0) / per)
+    return {name: {"min": min(t), "median": statistics.median(t)} for name, t in times.items()}
+
+
+def trust(model, smoke: bool, r: dict) -> dict:
+    """Notebook 07's hot paths against their floors, all at batch 64 (``helpers.attribution``/``faithfulness``).
+
+    Deletion+insertion over N images x (S + 1) fractions vs the forward pass over as many images;
+    Integrated Gradients with S steps vs N x S forward+backward passes; one stage of the cascading
+    randomisation (weights re-drawn in place, Grad-CAM, Spearman, SSIM) vs one Grad-CAM batch.
+    """
+    from helpers import attribution, faithfulness
+
+    n, steps, ig_steps, bs = (2, 4, 4, 64) if smoke else (4, 31, 32, 64)
+    x = batch_of(n)
+    sal = cam.grad_cam(model, x)
+    fwd = tf.function(lambda z: model(z, training=False))
+    grad = tf.function(lambda z: _input_grad(model, z))
+    chunk = tf.constant(batch_of(bs))
+
+    def floor(fn, count):
+        for i in range(0, count, bs):
+            fn(chunk[: min(bs, count - i)]).numpy()
+
+    evals = 2 * n * (steps + 1)
+    stages = faithfulness.layer_stages(model)
+    stages = [[lay.name for lay in layers] for _, layers in (stages[:3] if smoke else stages)]
+    cases = {  # name: (call, items per call); each pair is timed alternately, so both see the same machine load
+        "deletion+insertion (RISE), per perturbed image": (
+            lambda: faithfulness.causal_curves(model, x, sal, steps=steps, batch_size=bs),
+            evals,
+        ),
+        "forward at batch 64, per image": (lambda: floor(fwd, evals), evals),
+        "integrated_gradients, per (image, step)": (
+            lambda: attribution.integrated_gradients(model, x, steps=ig_steps, batch_size=bs),
+            n * ig_steps,
+        ),
+        "forward+backward to input at batch 64, per image": (lambda: floor(grad, n * ig_steps), n * ig_steps),
+        "randomisation cascade (grad_cam), per stage": (
+            lambda: faithfulness.cascading_randomization(model, x, cam.grad_cam, stages=stages),
+            len(stages),
+        ),
+        "grad_cam heatmap batch (same images), per batch": (
+            lambda: [cam.grad_cam(model, x) for _ in stages],
+            len(stages),
+        ),
+    }
+    r.update(interleaved(cases, 1 if smoke else 3))
+    return r
 
 
 def _input_grad(model, x):
@@ -190,11 +289,45 @@ def ratios(res: dict) -> list[tuple[str, float, str]]:
     batched = next(v for k, v in r.items() if k.startswith("filter_patterns") and "batched" in k)["min"]
     single = r["filter_patterns, one filter at a time, per filter"]["min"]
     floor = next(v for k, v in r.items() if "forward+backward passes" in k)["min"]
-    rows.append(("filter patterns: one at a time / batched", single / batched, ">= 5"))
+    rows.append(("filter patterns: one at a time / batched", single / batched, "(context: ~1 on 2 CPU cores)"))
     rows.append(("filter patterns: batched / fwd+bwd floor", batched / floor, "<= 1.5"))
+    fv_run = next((v for k, v in r.items() if k.startswith("featureviz.visualize")), None)
+    if fv_run is not None:  # helpers.featureviz (notebook 02)
+        fv_floor = next(v for k, v in r.items() if "(transformed size)" in k)["min"]
+        rows.append(("featureviz per channel / steps x fwd+bwd floor", fv_run["min"] / fv_floor, "<= 1.2"))
+        dx = r["dataset_examples (64 channels), per image searched"]["min"]
+        rows.append(
+            ("dataset_examples / forward pass", dx / r["forward over the images searched, per image"]["min"], "<= 1.2")
+        )
+        to_layer = [v for k, v in r.items() if k.startswith("forward to ") and "images searched" in k][0]["min"]
+        rows.append(("dataset_examples / forward to its layer", dx / to_layer, "(context)"))
     ev = r["localisation evaluation (CAM), per image"]["min"]
     fw = r["CAM-model forward over the test split, per image"]["min"]
     rows.append(("evaluation throughput / forward throughput", fw / ev, ">= 0.7"))
+    if "deletion+insertion (RISE), per perturbed image" in r:  # helpers.attribution / helpers.faithfulness
+        rows.append(
+            (
+                "deletion+insertion / forward (batch 64)",
+                r["deletion+insertion (RISE), per perturbed image"]["min"] / r["forward at batch 64, per image"]["min"],
+                "<= 1.3",
+            )
+        )
+        rows.append(
+            (
+                "integrated_gradients / forward+backward (batch 64)",
+                r["integrated_gradients, per (image, step)"]["min"]
+                / r["forward+backward to input at batch 64, per image"]["min"],
+                "<= 1.3",
+            )
+        )
+        rows.append(
+            (
+                "randomisation cascade per stage / grad_cam batch",
+                r["randomisation cascade (grad_cam), per stage"]["min"]
+                / r["grad_cam heatmap batch (same images), per batch"]["min"],
+                "<= 1.5",
+            )
+        )
     return rows
 
 

@@ -9,6 +9,14 @@ def test_benchmark_smoke_mode_runs_and_writes_ratios(tmp_path, capsys):
     res = json.loads(out.read_text())
     assert res["smoke"] is True
     assert "grad_cam / forward (batch 2)" in res["ratios"]
+    for name in (  # notebook 07: helpers.attribution and helpers.faithfulness
+        "deletion+insertion / forward (batch 64)",
+        "integrated_gradients / forward+backward (batch 64)",
+        "randomisation cascade per stage / grad_cam batch",
+        "featureviz per channel / steps x fwd+bwd floor",  # notebook 02: helpers.featureviz
+        "dataset_examples / forward pass",
+    ):
+        assert name in res["ratios"]
     assert all(v > 0 for v in res["ratios"].values())
     text = capsys.readouterr().out
     assert "| ratio | value | target |" in text and "forward, batch 1" in text
