@@ -1,4 +1,4 @@
-"""Command line: ``python -m helpers predict|gradcam|localize ...``.
+"""Command line: ``python -m helpers predict|gradcam|localize|visualize ...``.
 
 Errors a user can cause (a missing file, a bad option, an unwritable ``--out``)
 print one line to stderr and exit with status 2, before any slow work starts
@@ -111,6 +111,43 @@ def gradcam(args) -> int:
     return 0
 
 
+def visualize(args) -> int:
+    """Feature visualisation (Olah et al. 2017) of a channel or an ImageNet class, written as an image."""
+    from . import models
+
+    out = check_out(args.out)
+    if args.class_ is not None and args.layer is not None:
+        raise UsageError("--layer goes with --channel; a --class image needs no layer")
+    if args.channel is not None and args.layer is None:
+        raise UsageError("--channel needs --layer (e.g. --layer block6a_expand_bn)")
+    cls = None if args.class_ is None else models.class_index(args.class_)
+    from . import featureviz, viz  # imports TensorFlow
+
+    model = models.load(args.model)
+    objective = featureviz.class_logit(cls) if cls is not None else featureviz.channel(args.layer, args.channel)
+    vis = featureviz.visualize(
+        model,
+        objective,
+        steps=args.steps,
+        size=args.size,
+        seed=args.seed,
+        param="pixel" if args.plain else "fourier",
+        transforms=not args.plain,
+        progress=sys.stderr.isatty(),
+    )
+    path = viz.save(vis.images[0], out.name, directory=out.parent)
+    what = (
+        f"class {models.imagenet_class_names()[cls]!r}" if cls is not None else f"{args.layer} channel {args.channel}"
+    )
+    line = f"{what}: objective {vis.values[0]:.3f} after {args.steps} steps"
+    if cls is not None:
+        rate = featureviz.recognition_rate(model, vis.images, [cls], views=20, seed=args.seed)[0]
+        line += f"; recognised in {rate:.0%} of 20 random views"
+    print(line)
+    print(f"written to {path}")
+    return 0
+
+
 def localize(args) -> int:
     from . import datasets, localization, training
 
@@ -156,6 +193,18 @@ def main(argv=None) -> int:
     loc.add_argument("--manual-dir", default=None, help="folder with the Stanford Cars files")
     loc.add_argument("--json", action="store_true", help="end with one JSON line")
     loc.set_defaults(func=localize)
+    v = sub.add_parser("visualize", help="optimise an image that excites a channel or a class (Olah et al. 2017)")
+    what = v.add_mutually_exclusive_group(required=True)
+    what.add_argument("--channel", type=int, default=None, help="channel index at --layer")
+    what.add_argument("--class", dest="class_", metavar="CLASS", default=None, help="ImageNet class name or index")
+    v.add_argument("--layer", default=None, help="layer of --channel (e.g. block6a_expand_bn)")
+    v.add_argument("--model", default="efficientnet_lite0", choices=sorted(models.SPECS))
+    v.add_argument("--steps", type=_positive, default=256)
+    v.add_argument("--size", type=_positive, default=128, help="image side in pixels")
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--plain", action="store_true", help="raw pixels, no transformations (the unregularised method)")
+    v.add_argument("--out", type=Path, required=True)
+    v.set_defaults(func=visualize)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help (0) or a usage error (2), already printed

@@ -8,7 +8,12 @@ Schubert, "Feature Visualization", Distill 2017 — a Fourier-space,
 colour-decorrelated parametrisation with random jitter and scaling each step.
 
 All filters of one call are optimised together, one image per filter, in one
-compiled step: the cost of 64 filters is one batched forward+backward per step.
+compiled step, one batched forward+backward pass per step (whether that makes 64 filters cost
+little more than one depends on the hardware: on a 2-core CPU the batch costs about what the
+filters cost one at a time; the benchmarks measure it).
+
+The regularised method delegates to :mod:`helpers.featureviz` (lucent's parametrisation and
+transformation robustness).
 """
 
 from __future__ import annotations
@@ -24,17 +29,11 @@ tf = import_tensorflow()
 
 _STEPS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
-# Square root of the ImageNet colour correlation matrix (Olah et al., 2017; lucid).
-_COLOR_SQRT = np.array([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]], np.float32)
-_COLOR_SQRT /= np.max(np.linalg.norm(_COLOR_SQRT, axis=0))
-
 
 def _progress(iterable, enabled: bool, desc: str):
-    if not enabled:
-        return iterable
     from tqdm.auto import tqdm
 
-    return tqdm(iterable, desc=desc, leave=False)
+    return tqdm(iterable, desc=desc, leave=False, disable=not enabled)
 
 
 def _feature_fn(model, layer, size: int):
@@ -43,20 +42,25 @@ def _feature_fn(model, layer, size: int):
     return taps, lay
 
 
-def _objective(taps, images, filters):
-    """Mean activation of each image's own filter, border excluded (2 cells)."""
+def border(h: int, w: int) -> int:
+    """Cells excluded at each side of an ``h x w`` map: 2, fewer on maps under 5 cells, never all."""
+    return max(0, min(2, (min(h, w) - 1) // 2))
+
+
+def _objective(taps, images, filters, b: int):
+    """Mean activation of each image's own filter, ``b`` border cells excluded on each side."""
     act = tf.cast(taps(images, training=False), tf.float32)
     act = tf.gather(act, filters, axis=-1, batch_dims=1)  # (B, h, w)
     h, w = tf.shape(act)[1], tf.shape(act)[2]
-    inner = act[:, 2 : tf.maximum(h - 2, 3), 2 : tf.maximum(w - 2, 3)]
+    inner = act[:, b : h - b, b : w - b]
     return tf.reduce_mean(inner, axis=(1, 2))
 
 
-def _fourier_basis(size: int):
-    fy = np.fft.fftfreq(size)[:, None]
-    fx = np.fft.rfftfreq(size)[None, :]
-    freqs = np.sqrt(fx * fx + fy * fy)
-    return (size / np.maximum(freqs, 1.0 / size)).astype(np.float32)  # 1/f, times sqrt(h*w)
+def map_size(model, layer, size: int) -> tuple[int, int]:
+    """``(h, w)`` of ``layer``'s maps for a ``size x size`` input."""
+    taps, _ = _feature_fn(model, layer, size)
+    shape = taps.outputs[0].shape
+    return int(shape[1]), int(shape[2])
 
 
 def _compile(model, layer, size: int, method: str, value_range):
@@ -66,6 +70,14 @@ def _compile(model, layer, size: int, method: str, value_range):
     if key in per_model:
         return per_model[key]
     taps, _ = _feature_fn(model, lay, size)
+    shape = taps.outputs[0].shape
+    h, w = int(shape[1]), int(shape[2])
+    if min(h, w) <= 2:
+        raise ValueError(
+            f"layer {lay.name!r} has {h}x{w} maps at a {size}px input: the mean over its inner cells is "
+            "undefined (no cell left once the border is excluded); use a larger size or an earlier layer"
+        )
+    b = border(h, w)
     lo, hi = value_range
 
     if method == "plain":
@@ -74,51 +86,15 @@ def _compile(model, layer, size: int, method: str, value_range):
         def step(images, filters, lr):
             with tf.GradientTape() as tape:
                 tape.watch(images)
-                loss = _objective(taps, images, filters)
+                loss = _objective(taps, images, filters, b)
                 total = tf.reduce_sum(loss)
             g = tape.gradient(total, images)
             g = g / (tf.norm(tf.reshape(g, (tf.shape(g)[0], -1)), axis=1)[:, None, None, None] + 1e-8)
             return images + lr * g, loss
 
-        per_model[key] = (step, None, tf.function(lambda images, filters: _objective(taps, images, filters)))
+        per_model[key] = (step, None, tf.function(lambda images, filters: _objective(taps, images, filters, b)))
         return per_model[key]
-
-    scale = tf.constant(_fourier_basis(size))
-    color = tf.constant(_COLOR_SQRT)
-
-    def to_image(spec):
-        """(B, 3, size, size//2+1, 2) spectrum -> (B, size, size, 3) image in [0, 1]."""
-        c = tf.complex(spec[..., 0] * scale, spec[..., 1] * scale)
-        img = tf.signal.irfft2d(c, fft_length=[size, size]) / 4.0  # (B, 3, H, W)
-        img = tf.einsum("bchw,dc->bhwd", img, color)
-        return tf.sigmoid(img)
-
-    @tf.function(reduce_retracing=True)
-    def step(spec, m, v, t, filters, lr, seed):
-        with tf.GradientTape() as tape:
-            tape.watch(spec)
-            img = to_image(spec)
-            # transformation robustness: pad, random scale, random jitter
-            pad = size // 16
-            x = tf.pad(img, [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
-            s = tf.random.stateless_uniform([], seed, 0.9, 1.1)
-            new = tf.cast(tf.cast(size + 2 * pad, tf.float32) * s, tf.int32)
-            x = tf.image.resize(x, [new, new])
-            off = tf.random.stateless_uniform([2], seed + 1, 0, tf.maximum(new - size, 1), dtype=tf.int32)
-            x = x[:, off[0] : off[0] + size, off[1] : off[1] + size]
-            x = tf.image.resize_with_crop_or_pad(x, size, size)
-            loss = _objective(taps, lo + (hi - lo) * x, filters)
-            total = tf.reduce_sum(loss)
-        g = -tape.gradient(total, spec)
-        m = 0.9 * m + 0.1 * g
-        v = 0.999 * v + 0.001 * g * g
-        mhat = m / (1 - 0.9**t)
-        vhat = v / (1 - 0.999**t)
-        return spec - lr * mhat / (tf.sqrt(vhat) + 1e-8), m, v, loss
-
-    evaluate = tf.function(lambda images, filters: _objective(taps, lo + (hi - lo) * images, filters))
-    per_model[key] = (step, to_image, evaluate)
-    return per_model[key]
+    raise ValueError(f"unknown method {method!r}")
 
 
 def deprocess(images, crop: int) -> np.ndarray:
@@ -153,52 +129,62 @@ def filter_patterns(
         filters: channel indices; all are optimised together in one batch.
         steps: gradient-ascent steps.
         learning_rate: step size; None is 10.0 for ``"plain"`` (the lesson's value)
-            and 0.1 (Adam) for ``"fourier"``.
+            and 0.05 (Adam, lucent's default) for ``"fourier"``.
         size: side of the optimised image in pixels.
         seed: the same seed gives the same patterns.
-        method: ``"plain"`` or ``"fourier"`` (regularised, Olah et al. 2017).
+        method: ``"plain"`` or ``"fourier"`` (regularised, Olah et al. 2017: decorrelated
+            colour, 1/f spectrum, lucent's transformations; :func:`helpers.featureviz.visualize`
+            with a channel objective, the mean over the whole map).
         value_range: the model's input range that [0, 1] images map to
             (``(-1, 1)`` for the embedded model).
         progress: show a progress bar over the steps.
-        return_loss: also return each filter's mean activation (border excluded) on the
-            final image.
+        return_loss: also return each filter's objective on the final image.
 
     Returns:
         uint8 ``(len(filters), size - 2*crop, size - 2*crop, 3)``, border cropped
         (``crop = size // 8``); with ``return_loss``, ``(patterns, activations)``.
+
+    Raises:
+        ValueError: unknown method, filter out of range, ``steps < 1``, or a layer whose maps are
+            2 cells wide or less at ``size`` (nothing would be left once the border is excluded).
     """
     if method not in ("plain", "fourier"):
         raise ValueError(f"method must be 'plain' or 'fourier', not {method!r}")
+    if int(steps) < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
     lay = find_layer(model, layer)
     channels = int(lay.output.shape[-1])
     idx = np.asarray(list(filters), np.int32)
     if idx.size == 0 or idx.min() < 0 or idx.max() >= channels:
         raise ValueError(f"filters must be non-empty indices in [0, {channels}) for layer {lay.name!r}")
-    step, to_image, evaluate = _compile(model, lay, size, method, value_range)
+    crop = size // 8
+    if method == "fourier":
+        from . import featureviz
+
+        vis = featureviz.visualize(
+            model,
+            featureviz.channel(lay.name, idx.tolist()),
+            steps=steps,
+            size=size,
+            learning_rate=featureviz.LEARNING_RATE if learning_rate is None else learning_rate,
+            seed=seed,
+            value_range=value_range,
+            progress=progress,
+        )
+        out = vis.images[:, crop : size - crop, crop : size - crop]
+        return (out, vis.values) if return_loss else out
+    step, _, evaluate = _compile(model, lay, size, method, value_range)
     n = len(idx)
     f = tf.constant(idx)
     rng = np.random.default_rng(seed)
-    if method == "plain":
-        lr = tf.constant(10.0 if learning_rate is None else learning_rate, tf.float32)
-        img = tf.constant(rng.uniform(0.4, 0.6, (n, size, size, 3)).astype(np.float32))
-        for _ in _progress(range(steps), progress, f"{lay.name} ({n} filters)"):
-            img, _ = step(img, f, lr)
-        final = img
-        out = deprocess(img.numpy(), crop=size // 8)
-    else:
-        lr = tf.constant(0.1 if learning_rate is None else learning_rate, tf.float32)
-        shape = (n, 3, size, size // 2 + 1, 2)
-        spec = tf.constant((rng.standard_normal(shape) * 0.01).astype(np.float32))
-        m, v = tf.zeros(shape), tf.zeros(shape)
-        for t in _progress(range(1, steps + 1), progress, f"{lay.name} ({n} filters, fourier)"):
-            spec, m, v, _ = step(spec, m, v, tf.constant(float(t)), f, lr, tf.constant([seed, t], tf.int32))
-        final = to_image(spec)
-        img = final.numpy()
-        crop = size // 8
-        out = (img[:, crop : size - crop, crop : size - crop] * 255).round().astype(np.uint8)
+    lr = tf.constant(10.0 if learning_rate is None else learning_rate, tf.float32)
+    img = tf.constant(rng.uniform(0.4, 0.6, (n, size, size, 3)).astype(np.float32))
+    for _ in _progress(range(steps), progress, f"{lay.name} ({n} filters)"):
+        img, _ = step(img, f, lr)
+    out = deprocess(img.numpy(), crop=crop)
     if not return_loss:
         return out
-    return out, evaluate(final, f).numpy()  # each filter's objective on the final, untransformed image
+    return out, evaluate(img, f).numpy()  # each filter's objective on the final image
 
 
 def stitch(patterns, rows: int | None = None, margin: int = 5) -> np.ndarray:

@@ -43,3 +43,21 @@ def test_stitch_layout():
     g = filters.stitch(p, rows=2, margin=5)
     assert g.shape == (2 * 10 + 5, 3 * 10 + 2 * 5, 3)
     assert (g[10:15] == 0).all() and (g[:10, :10] == 200).all()
+
+
+def test_small_maps_fail_clearly_instead_of_returning_noise(lite0):
+    # issue 11: block6a_expand_conv is 2x2 at a 32px input; the border-excluding slice was empty (NaN objective)
+    assert filters.map_size(lite0, "block6a_expand_conv", 32) == (2, 2)
+    with pytest.raises(ValueError, match="2x2 maps"):
+        filters.filter_patterns(lite0, "block6a_expand_conv", [0], steps=2, size=32, progress=False)
+    # 3x3 maps keep their centre cell: a finite objective that the ascent raises
+    assert filters.map_size(lite0, "block6a_expand_conv", 48) == (3, 3) and filters.border(3, 3) == 1
+    _, short = filters.filter_patterns(
+        lite0, "block6a_expand_conv", [0], steps=1, size=48, progress=False, return_loss=True
+    )
+    _, long = filters.filter_patterns(
+        lite0, "block6a_expand_conv", [0], steps=6, size=48, progress=False, return_loss=True
+    )
+    assert np.isfinite(long).all() and long[0] > short[0]
+    with pytest.raises(ValueError, match="steps"):
+        filters.filter_patterns(lite0, "stem_conv", [0], steps=0, size=32, progress=False)
