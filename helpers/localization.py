@@ -613,3 +613,141 @@ def region_stats(heatmaps, gt_boxes, tau, size: int = 224) -> dict:
         cover[start:stop] = both / np.maximum(box_px, 1)
         outside[start:stop] = np.where(region_px > 0, 1 - both / np.maximum(region_px, 1), 0.0)
     return {"coverage": cover, "outside": outside}
+
+
+# --------------------------------------------------------------------------- exact masks: PxAP, pointing game
+POINTING_TOLERANCE = 15  # pixels, Zhang et al.'s tolerance
+
+
+def resize_masks(masks, size) -> np.ndarray:
+    """Masks ``(N, H, W)`` or ``(N, H, W, 1)`` of 0/1 resized to ``size`` by nearest neighbour, as uint8."""
+    import cv2
+
+    m = np.asarray(masks)
+    if m.ndim == 4 and m.shape[-1] == 1:
+        m = m[..., 0]
+    if m.ndim != 3:
+        raise ValueError(f"masks must be (N, H, W) or (N, H, W, 1), got shape {m.shape}")
+    H, W = (size, size) if isinstance(size, (int, np.integer)) else (int(size[0]), int(size[1]))
+    out = np.empty((len(m), H, W), np.uint8)
+    for i, one in enumerate(m):  # a resize per mask (cv2 is not batched)
+        out[i] = cv2.resize(one.astype(np.uint8), (W, H), interpolation=cv2.INTER_NEAREST)
+    return out
+
+
+def _check_masks(scoremaps, masks) -> tuple[np.ndarray, np.ndarray]:
+    s = np.asarray(scoremaps, np.float64)
+    m = np.asarray(masks)
+    if m.ndim == s.ndim + 1 and m.shape[-1] == 1:
+        m = m[..., 0]
+    if s.ndim == 2:
+        s, m = s[None], m[None] if m.ndim == 2 else m
+    if s.shape != m.shape:
+        raise ValueError(f"score maps {s.shape} and masks {m.shape} must have the same shape (resize_masks)")
+    return s, m
+
+
+def pxap(scoremaps, masks, thresholds=THRESHOLDS, return_curve: bool = False):
+    """Pixel average precision, PxAP (Choe et al., CVPR 2020, Sec. 4; wsolevaluation's ``MaskEvaluator``).
+
+    Over the whole set, the map values of ground-truth positive pixels (mask 1)
+    and negative pixels (mask 0) are counted in histograms with bin edges
+    ``thresholds`` + ``[1, 2, 3]`` (pixels with another mask value, e.g. 255,
+    are ignored, as the reference's "ignore" region). Read from the top bin
+    down, the cumulative counts give, per threshold, true and false positives:
+    precision = TP / (TP + FP), recall = TP / all positives, and
+    ``PxAP = Σ precision[1:] · Δrecall`` over thresholds with a prediction.
+    A fraction in [0, 1] (the reference prints ×100). A map that ranks every
+    object pixel above every background pixel scores 1; a random
+    map scores about the share of object pixels.
+
+    Args:
+        scoremaps: ``(N, H, W)`` maps in [0, 1] (:func:`normalize_scoremaps`).
+        masks: ``(N, H, W)`` (or ``(..., 1)``) ground truth, 1 object, 0 background.
+        thresholds: the threshold grid (the reference's ``np.arange(0, 1, 0.001)``).
+        return_curve: also return ``(precision, recall)`` per bin.
+
+    Raises:
+        ValueError: shapes differ, maps outside [0, 1], or no positive (or no
+            negative) pixel in the set.
+    """
+    s, m = _check_masks(scoremaps, masks)
+    if not np.isfinite(s).all() or s.min() < 0 or s.max() > 1:
+        raise ValueError("score maps must lie in [0, 1] (normalize_scoremaps), without NaN")
+    if not (m == 1).any():
+        raise ValueError("the masks have no object pixel (all empty): PxAP needs positive pixels")
+    if not (m == 0).any():
+        raise ValueError("the masks have no background pixel: PxAP needs negative pixels")
+    edges = np.append(np.asarray(thresholds, np.float64), [1.0, 2.0, 3.0])
+    pos, _ = np.histogram(s[m == 1], bins=edges)
+    neg, _ = np.histogram(s[m == 0], bins=edges)
+    tp = pos[::-1].cumsum().astype(np.float64)
+    fp = neg[::-1].cumsum().astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = tp / (tp + fp)
+    recall = tp / pos.sum()
+    predicted = (tp + fp) != 0
+    ap = float((precision[1:] * np.diff(recall))[predicted[1:]].sum())
+    return (ap, (precision, recall)) if return_curve else ap
+
+
+def pointing_hits(scoremaps, masks, tolerance: float = POINTING_TOLERANCE) -> np.ndarray:
+    """Pointing game hits: the map's maximum falls on the object, or near it.
+
+    Zhang, Bargal, Lin, Brandt, Shen, Sclaroff, "Top-down Neural Attention by
+    Excitation Backprop", ECCV 2016 / IJCV 2018, Sec. 5.1. A hit when the map's
+    maximum lies on the object or within ``tolerance`` pixels of it (Euclidean
+    distance to the nearest object pixel); the paper uses
+    15 pixels at its image resolution, our default at the 224-pixel image.
+    A tie for the maximum takes the first in raster order (``np.argmax``).
+
+    Args:
+        scoremaps: ``(N, H, W)`` maps at the masks' resolution.
+        masks: ``(N, H, W)`` (or ``(..., 1)``) object masks, 1 = object.
+        tolerance: pixels; 0 asks for the maximum on the object itself.
+
+    Returns:
+        ``(N,)`` bool.
+
+    Raises:
+        ValueError: shapes differ, a negative tolerance, or an empty mask.
+    """
+    from scipy.ndimage import distance_transform_edt
+
+    s, m = _check_masks(scoremaps, masks)
+    if tolerance < 0:
+        raise ValueError(f"tolerance must be >= 0 pixels, got {tolerance}")
+    obj = m == 1
+    empty = ~obj.reshape(len(obj), -1).any(1)
+    if empty.any():
+        raise ValueError(f"empty masks (no object pixel) at {np.flatnonzero(empty)[:5].tolist()}: nothing to point at")
+    flat = s.reshape(len(s), -1).argmax(1)
+    ys, xs = np.unravel_index(flat, s.shape[1:])
+    hits = np.empty(len(s), bool)
+    for i, (y, x) in enumerate(zip(ys, xs)):  # one distance transform per image
+        hits[i] = distance_transform_edt(~obj[i])[y, x] <= tolerance
+    return hits
+
+
+def pointing_game(scoremaps, masks, tolerance: float = POINTING_TOLERANCE) -> float:
+    """Pointing-game accuracy: the share of :func:`pointing_hits`."""
+    return float(pointing_hits(scoremaps, masks, tolerance).mean())
+
+
+def centre_maps(n: int, size: int = 224, sigma: float = 0.25) -> np.ndarray:
+    """The centre baseline as a map: a Gaussian of ``sigma`` × size at the image centre, ``(n, size, size)``."""
+    r = (np.arange(size) + 0.5) / size - 0.5
+    g = np.exp(-(r[:, None] ** 2 + r[None, :] ** 2) / (2 * sigma**2))
+    return np.broadcast_to(g / g.max(), (n, size, size)).copy()
+
+
+def random_maps(n: int, size: int = 224, seed: int = 0) -> np.ndarray:
+    """The random baseline: uniform noise maps ``(n, size, size)`` in [0, 1) (seeded)."""
+    return np.random.default_rng(seed).random((n, size, size))
+
+
+def mask_scores(heatmaps, masks, size: int = 224, tolerance: float = POINTING_TOLERANCE) -> dict:
+    """PxAP and pointing game of maps at any resolution against masks (both brought to ``size``)."""
+    s = normalize_scoremaps(heatmaps, size)
+    m = resize_masks(masks, size)
+    return {"pxap": pxap(s, m), "pointing_game": pointing_game(s, m, tolerance)}

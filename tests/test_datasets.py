@@ -42,7 +42,7 @@ def tiny(tmp_path_factory):
 def test_toy_cars_has_the_cars196_features(tiny):
     (train, val, test), info = tiny
     feats = info.features
-    assert set(feats.keys()) == {"image", "label", "bbox", "id"}
+    assert set(feats.keys()) == {"image", "label", "bbox", "mask", "id"}
     assert isinstance(feats["bbox"], tfds.features.BBoxFeature)
     assert isinstance(feats["label"], tfds.features.ClassLabel) and feats["label"].num_classes == 8
     assert feats["label"].names[0] == "sedan"

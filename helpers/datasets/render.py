@@ -180,6 +180,19 @@ def _random_shape(canvas, rng, cx, cy, size):
 
 def render(rng, height: int = 224) -> tuple[np.ndarray, int, np.ndarray]:
     """One example: (uint8 RGB image, label, normalised [ymin, xmin, ymax, xmax] box)."""
+    image, label, box, _ = render_with_mask(rng, height)
+    return image, label, box
+
+
+def render_with_mask(rng, height: int = 224) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
+    """One example with its exact object mask: (image, label, box, ``(H, W)`` uint8 0/1 mask).
+
+    The mask holds the vehicle's *visible* pixels: the drawn silhouette (polygons and
+    wheels, rasterised without anti-aliasing) minus the pixels an occluder in front of
+    it repaints. The box is the whole vehicle's, occluded parts included, so the mask
+    always lies inside the box. The random numbers drawn are exactly those of the
+    first release: images, labels and boxes are unchanged (toy_cars 1.0.0 -> 1.1.0).
+    """
     width = int(rng.choice([224, 256, 288, 320]))
     label = int(rng.integers(len(CLASS_NAMES)))
     name = CLASS_NAMES[label]
@@ -194,12 +207,14 @@ def render(rng, height: int = 224) -> tuple[np.ndarray, int, np.ndarray]:
         size = rng.uniform(0.08, 0.25) * min(height, width)
         _random_shape(canvas, rng, rng.uniform(0, width), rng.uniform(0, height), size)
     mask = draw_vehicle(canvas, name, (x0, y0, bw, bh), bool(rng.random() < 0.5), rng)
+    ys, xs = np.nonzero(mask)
+    box = np.array([ys.min() / height, xs.min() / width, (ys.max() + 1) / height, (xs.max() + 1) / width], np.float32)
     if rng.random() < 0.3:  # a partial occluder in front of the vehicle
+        before = canvas.copy()
         _random_shape(
             canvas, rng, x0 + rng.uniform(0, bw), y0 + rng.uniform(0, bh), rng.uniform(0.2, 0.4) * min(bw, bh) * 2
         )
-    ys, xs = np.nonzero(mask)
-    box = np.array([ys.min() / height, xs.min() / width, (ys.max() + 1) / height, (xs.max() + 1) / width], np.float32)
+        mask = mask & ~np.any(canvas != before, axis=-1)  # the occluder's pixels are not the vehicle's
     noise = rng.normal(0, 3, canvas.shape)
     image = np.clip(canvas + noise, 0, 255).round().astype(np.uint8)
-    return image, label, np.clip(box, 0.0, 1.0)
+    return image, label, np.clip(box, 0.0, 1.0), mask.astype(np.uint8)

@@ -27,8 +27,12 @@ class ToyCarsConfig(tfds.core.BuilderConfig):
 class ToyCars(tfds.core.GeneratorBasedBuilder):
     """Vehicles drawn from parts on real textures, with class labels and boxes."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "First release."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.0.0": "First release.",
+        "1.1.0": "Adds `mask`: each vehicle's exact visible pixels (H, W, 1) uint8 0/1, for PxAP and the "
+        "pointing game. Images, labels and boxes are byte-identical to 1.0.0.",
+    }
     BUILDER_CONFIGS = [
         ToyCarsConfig(name="default", description="3000 / 500 / 1000 images", sizes=(3000, 500, 1000)),
         ToyCarsConfig(name="small", description="600 / 200 / 200 images, for quick runs", sizes=(600, 200, 200)),
@@ -40,13 +44,15 @@ class ToyCars(tfds.core.GeneratorBasedBuilder):
             description=(
                 "Vehicles of 8 classes drawn from parts (body, cabin, windows, wheels, cargo bed) in random "
                 "colours, sizes (5-60% of the image), aspects, positions and facing, with occluders and "
-                "distractor shapes, on real textures from scikit-image. Same features as cars196."
+                "distractor shapes, on real textures from scikit-image. Same features as cars196, plus `mask`: "
+                "the exact visible pixels of the vehicle (1 inside, 0 outside)."
             ),
             features=tfds.features.FeaturesDict(
                 {
                     "image": tfds.features.Image(shape=(None, None, 3), encoding_format="png"),
                     "label": tfds.features.ClassLabel(names=list(render.CLASS_NAMES)),
                     "bbox": tfds.features.BBoxFeature(),
+                    "mask": tfds.features.Image(shape=(None, None, 1), encoding_format="png"),
                     "id": tfds.features.Text(),
                 }
             ),
@@ -62,6 +68,7 @@ class ToyCars(tfds.core.GeneratorBasedBuilder):
     def _generate_examples(self, split: str, n: int):
         for i in range(n):
             rng = np.random.default_rng([self.builder_config.seed, SPLIT_IDS[split], i])
-            image, label, box = render.render(rng)
+            image, label, box, mask = render.render_with_mask(rng)
             key = f"{split}_{i:05d}"
-            yield key, {"image": image, "label": label, "bbox": tfds.features.BBox(*box.tolist()), "id": key}
+            bbox = tfds.features.BBox(*box.tolist())
+            yield key, {"image": image, "label": label, "bbox": bbox, "mask": mask[..., None], "id": key}
