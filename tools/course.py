@@ -34,16 +34,16 @@ ROOT = Path(__file__).resolve().parent.parent
 # so when a notebook renames a parameter, update it here.
 QUICK: dict[str, dict[str, object]] = {
     "01_activations": {"MAX_CHANNELS": 16},
-    "02_filters": {"FILTERS": range(4), "STEPS": 3},
-    "03_gradcam_xception": {},
+    "02_filters": {"CHANNELS": list(range(4)), "STEPS": 8, "SIZE": 64, "VIEWS": 4, "TOY_IMAGES": 8},
+    "03_gradcam_xception": {"SCORE_CAM_CHANNELS": 8, "FAMILY_LAYERS": ["top_activation", "block3b_add"]},
     "04_cars196_cam": {"DATASET": "toy_cars/tiny", "HEAD_EPOCHS": 1, "FINE_TUNE_EPOCHS": 1},
     "05_detection_iou": {"DATASET": "toy_cars/tiny"},
-    "06_project_cam_iou": {"DATASET": "toy_cars/tiny", "N_ITEMS": 8},
+    "06_project_cam_iou": {"DATASET": "toy_cars/tiny", "N_VAL": 8, "N_ITEMS": 8},
     "07_trust": {"DATASET": "toy_cars/tiny"},
 }
 QUICK_BANNER = "QUICK TASTE: small data, few steps. Its figures and numbers are NOT the course's results."
 
-HEARTBEAT_AFTER = 5.0  # seconds a cell runs before the first heartbeat line
+HEARTBEAT_AFTER = 10.0  # seconds a cell runs before the first heartbeat line
 _TAGS = re.compile(r"<[^>]+>")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
