@@ -357,8 +357,9 @@ def test_class_names_on_an_imagenet_model(lite0):
 
 def test_raw_pixels_give_a_warning_preprocessed_ones_do_not(tiny):
     raw = np.abs(tiny_input()) * 100  # 0..200, like an unprocessed photo
-    with pytest.warns(UserWarning, match=r"raw 0\.\.255 pixels.*models\.preprocess"):
+    with pytest.warns(UserWarning, match=r"raw 0\.\.255 pixels.*models\.preprocess") as record:
         cam.grad_cam(tiny, raw)
+    assert record[0].filename == __file__  # points at the caller's line, not into the library
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         cam.grad_cam(tiny, tiny_input())  # [-1, 2]

@@ -11,9 +11,11 @@ build their own compiled function with :func:`run`.
 
 from __future__ import annotations
 
+import sys
 import warnings
 import weakref
 from collections.abc import Callable
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -81,7 +83,7 @@ def warn_if_raw_pixels(model, x) -> None:
     (EfficientNet-Lite0, Xception) or mean-subtracted with negative values
     (VGG16, ResNet50 "caffe" mode), so they never trigger it; raw photos do.
     """
-    lo, hi = float(tf.reduce_min(x)), float(tf.reduce_max(x))
+    lo, hi = float(tf.reduce_min(x)), float(tf.reduce_max(x))  # one pass each over the batch
     if lo < 0 or hi <= RAW_PIXEL_THRESHOLD:
         return
     if any(isinstance(lay, (keras.layers.Rescaling, keras.layers.Normalization)) for lay in iter_layers(model)):
@@ -90,8 +92,17 @@ def warn_if_raw_pixels(model, x) -> None:
         f"images range over [{lo:g}, {hi:g}]: that looks like raw 0..255 pixels, but model {model.name!r} "
         "expects preprocessed inputs; use models.preprocess(name, images). Maps of raw pixels are meaningless.",
         UserWarning,
-        stacklevel=3,
+        stacklevel=_user_stacklevel(),
     )
+
+
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` of the first caller outside the ``helpers`` package (the learner's line)."""
+    package = str(Path(__file__).resolve().parents[1])
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _as_class(value, num_classes: int) -> int:
@@ -207,8 +218,16 @@ def num_classes(model, output=None) -> int:
     return int(model.outputs[output_index(model, output)].shape[-1])
 
 
-def run(model, images, class_index, layer, method: str, build: Callable, return_class: bool = False, *, output=None):
-    """Check arguments, call the compiled method, return numpy maps ``(B, h, w)`` (and classes)."""
+def prepare(model, images, class_index, output=None):
+    """Every argument check of the library's explanation methods, in one call.
+
+    Returns:
+        ``(x, idx)``: the batch as a float32 tensor ``(B, H, W, C)`` and int32
+        class indices ``(B,)`` (-1 = "the top-1 class"), after
+        :func:`check_images`, the model's input size, :func:`warn_if_raw_pixels`
+        and :func:`class_indices` (``output`` picks the scores of a model with
+        several outputs).
+    """
     x = check_images(images)
     want = tuple(model.inputs[0].shape[1:])
     if any(w is not None and w != g for w, g in zip(want, x.shape[1:])):
@@ -217,7 +236,12 @@ def run(model, images, class_index, layer, method: str, build: Callable, return_
             "resize and normalise them with models.preprocess(name, images)"
         )
     warn_if_raw_pixels(model, x)
-    idx = class_indices(class_index, int(x.shape[0]), num_classes(model, output))
+    return x, class_indices(class_index, int(x.shape[0]), num_classes(model, output))
+
+
+def run(model, images, class_index, layer, method: str, build: Callable, return_class: bool = False, *, output=None):
+    """Check arguments, call the compiled method, return numpy maps ``(B, h, w)`` (and classes)."""
+    x, idx = prepare(model, images, class_index, output)
     fn = compiled(model, layer, method, build, output)
     maps, used = fn(x, tf.constant(idx))
     maps = maps.numpy().astype(np.float32)
