@@ -15,6 +15,7 @@ def box(draw, min_size=0.0):
     return np.array([y0, x0, y1, x1])
 
 
+@settings(deadline=None)  # timing on a shared 2-core machine is not the property
 @given(box(), box())
 def test_iou_symmetric_and_in_range(a, b):
     v = boxes.iou(a, b)
@@ -22,28 +23,32 @@ def test_iou_symmetric_and_in_range(a, b):
     assert v == pytest.approx(boxes.iou(b, a))
 
 
+@settings(deadline=None)  # timing on a shared 2-core machine is not the property
 @given(box(min_size=1e-3))
 def test_iou_with_itself_is_one(a):
     assert boxes.iou(a, a) == pytest.approx(1.0)
 
 
+@settings(deadline=None)  # timing on a shared 2-core machine is not the property
 @given(box(min_size=1e-2), box(min_size=1e-2), st.floats(0.1, 10))
 def test_iou_is_scale_invariant(a, b, s):
     assert boxes.iou(a * s, b * s) == pytest.approx(boxes.iou(a, b), abs=1e-9)
 
 
+@settings(deadline=None)  # timing on a shared 2-core machine is not the property
 @given(box(), st.integers(1, 2000), st.integers(1, 2000))
 def test_xyxy_round_trip(a, h, w):
     np.testing.assert_allclose(boxes.xyxy_to_minmax(boxes.minmax_to_xyxy(a, (h, w)), (h, w)), a, atol=1e-9)
 
 
+@settings(deadline=None)  # timing on a shared 2-core machine is not the property
 @given(box(), st.integers(1, 2000), st.integers(1, 2000), st.booleans())
 def test_xywh_round_trip(a, h, w, center):
     back = boxes.xywh_to_minmax(boxes.minmax_to_xywh(a, (h, w), center=center), (h, w), center=center)
     np.testing.assert_allclose(back, a, atol=1e-9)
 
 
-@settings(max_examples=30)
+@settings(max_examples=30, deadline=None)
 @given(st.lists(box(), min_size=1, max_size=5), st.lists(box(), min_size=1, max_size=4))
 def test_matrix_matches_single_calls(a_list, b_list):
     m = boxes.iou(np.array(a_list), np.array(b_list))
