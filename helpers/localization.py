@@ -751,3 +751,93 @@ def mask_scores(heatmaps, masks, size: int = 224, tolerance: float = POINTING_TO
     s = normalize_scoremaps(heatmaps, size)
     m = resize_masks(masks, size)
     return {"pxap": pxap(s, m), "pointing_game": pointing_game(s, m, tolerance)}
+
+
+def masked_subset(ds, backbone: str, input_size: int, n: int) -> dict:
+    """The first ``n`` examples of a split with masks (toy_cars >= 1.1.0), ready for :func:`trust_scores`.
+
+    Returns:
+        ``{"images": (n, S, S, 3) normalised, "boxes": (n, 4), "labels": (n,), "masks": (n, S, S) uint8}``
+        with ``S = input_size`` (masks resized by nearest neighbour, as the images are stretched).
+
+    Raises:
+        ValueError: the split has no ``mask`` feature, or no example.
+    """
+    import tensorflow_datasets as tfds
+
+    if "mask" not in ds.element_spec:
+        raise ValueError("this split has no 'mask' feature: PxAP and the pointing game need toy_cars >= 1.1.0")
+    part = ds.take(n)
+    masks = [resize_masks(e["mask"][None], input_size)[0] for e in tfds.as_numpy(part)]
+    if not masks:
+        raise ValueError("the split has no images")
+    batches = list(eval_pipeline(part, backbone, input_size, batch_size=max(1, min(n, 32))))
+    return {
+        "images": np.concatenate([np.asarray(b[0]) for b in batches]),
+        "boxes": np.concatenate([np.asarray(b[1]) for b in batches]),
+        "labels": np.concatenate([np.asarray(b[2]) for b in batches]),
+        "masks": np.stack(masks),
+    }
+
+
+def trust_methods(model, smoothgrad_samples: int = 16, ig_steps: int = 32) -> dict[str, Callable]:
+    """The CAM family, the pixel attributions and two baselines, as ``{name: fn(model, images) -> maps}``.
+
+    CAM, Grad-CAM, Grad-CAM++ and Layer-CAM (:mod:`helpers.cam`, last spatial
+    layer); saliency, SmoothGrad, Integrated Gradients (``|map|``, zero
+    baseline), guided backprop, guided Grad-CAM (:mod:`helpers.attribution`);
+    the centre baseline (:func:`centre_maps`) and a random map (:func:`random_maps`).
+    Score-CAM is left out: one forward pass per channel is too slow for this table.
+    """
+    from . import attribution as attr
+    from . import cam
+
+    def ig(m, x):
+        return np.abs(attr.integrated_gradients(m, x, steps=ig_steps))
+
+    return {
+        "CAM": lambda m, x: cam.cam(m, x),
+        "Grad-CAM": lambda m, x: cam.grad_cam(m, x),
+        "Grad-CAM++": lambda m, x: cam.grad_cam_plus_plus(m, x),
+        "Layer-CAM": lambda m, x: cam.layer_cam(m, x),
+        "saliency": lambda m, x: attr.saliency(m, x),
+        "SmoothGrad": lambda m, x: attr.smoothgrad(m, x, samples=smoothgrad_samples),
+        "Integrated Gradients": ig,
+        "guided backprop": lambda m, x: attr.guided_backprop(m, x),
+        "guided Grad-CAM": lambda m, x: attr.guided_grad_cam(m, x),
+        "centre (baseline)": lambda m, x: centre_maps(len(x), int(x.shape[1])),
+        "random (baseline)": lambda m, x: random_maps(len(x), int(x.shape[1])),
+    }
+
+
+def trust_scores(
+    model, subset: dict, methods: dict[str, Callable], faithfulness_subset: int = 16, steps: int = 28, size: int = 224
+) -> dict:
+    """Every method on every metric: MaxBoxAcc, PxAP, pointing game, deletion and insertion AUC.
+
+    Box and mask metrics use all images of ``subset`` (:func:`masked_subset`);
+    deletion/insertion (:func:`helpers.faithfulness.causal_curves`, ``steps``
+    steps, the top-1 class) use its first ``faithfulness_subset`` images, as they
+    need ``2 (steps + 1)`` forward passes per image and method. MaxBoxAcc here is
+    the maximum over tau on these images (the paper's protocol on a subset).
+
+    Returns:
+        ``{name: {"max_box_acc", "pxap", "pointing_game", "deletion_auc", "insertion_auc"}}``.
+    """
+    from . import faithfulness
+
+    x = subset["images"]
+    k = min(int(faithfulness_subset), len(x))
+    out = {}
+    for name, fn in methods.items():
+        maps = np.asarray(fn(model, x), np.float32)
+        s = normalize_scoremaps(maps, size)
+        largest, _ = box_ious(s, subset["boxes"])
+        m = resize_masks(subset["masks"], size)
+        row = {"max_box_acc": max_box_acc(largest), "pxap": pxap(s, m), "pointing_game": pointing_game(s, m)}
+        if k:
+            curves = faithfulness.causal_curves(model, x[:k], maps[:k], steps=steps)
+            row["deletion_auc"] = float(curves["deletion"].auc.mean())
+            row["insertion_auc"] = float(curves["insertion"].auc.mean())
+        out[name] = row
+    return out
