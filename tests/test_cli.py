@@ -135,3 +135,19 @@ def test_bad_options_fail_before_tensorflow_is_imported(tmp_path):
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert run.stdout.split() == ["2", "False"], run.stderr[-1000:]
+
+
+@pytest.mark.slow
+def test_trust_prints_the_randomisation_table(capsys):
+    assert main(["trust", "chelsea", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["stages"][0] == "logits" and out["stages"][-1] == "stem"
+    rho = out["spearman"]
+    assert set(rho) == {"gradcam", "saliency", "guided_backprop", "guided_gradcam"}
+    # Adebayo et al.'s finding, on this model: guided backprop survives randomised top blocks, Grad-CAM does not
+    assert rho["guided_backprop"]["block6a"] > 0.7 > 0.5 > rho["gradcam"]["block6a"]
+
+
+def test_trust_names_a_misspelt_sample(capsys, no_model):
+    assert main(["trust", "chelsee"]) == 2
+    assert "chelsea" in capsys.readouterr().err

@@ -145,3 +145,23 @@ def test_mask_scores_resize_maps_and_masks_to_the_image():
     r = loc.mask_scores(coarse, masks, size=224)
     assert r["pointing_game"] == 1.0 and r["pxap"] > 0.5
     assert loc.resize_masks(masks, 224).shape == (2, 224, 224)
+
+
+def test_masked_subset_and_trust_scores_on_toy_cars(tmp_path):
+    from helpers import datasets
+
+    (test,), _ = datasets.load("toy_cars/tiny", split=("test",), data_dir=tmp_path)
+    sub = loc.masked_subset(test, "efficientnet_lite0", 64, 6)
+    assert sub["images"].shape == (6, 64, 64, 3) and sub["masks"].shape == (6, 64, 64)
+    assert sub["boxes"].shape == (6, 4) and sub["labels"].shape == (6,)
+    masks = sub["masks"]
+    methods = {  # the mask itself must score perfectly; noise scores near chance
+        "oracle": lambda m, x: masks.astype(np.float32),
+        "random": lambda m, x: loc.random_maps(len(x), 64),
+    }
+    table = loc.trust_scores(None, sub, methods, faithfulness_subset=0, size=64)
+    assert table["oracle"]["pxap"] == pytest.approx(1.0) and table["oracle"]["pointing_game"] == 1.0
+    assert table["oracle"]["max_box_acc"] > 0.8
+    assert table["random"]["pxap"] < 0.6 and "deletion_auc" not in table["random"]
+    with pytest.raises(ValueError, match="no 'mask' feature"):
+        loc.masked_subset(test.map(lambda e: {k: v for k, v in e.items() if k != "mask"}), "efficientnet_lite0", 64, 2)
