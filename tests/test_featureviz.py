@@ -134,11 +134,13 @@ def test_regularised_class_images_survive_random_views(lite0):
 
 @pytest.mark.slow
 def test_channel_patterns_beat_the_best_real_patch(lite0):
-    layer, chans = "block5a_expand_conv", [0, 1, 2, 3]
+    layer, chans = "block6a_expand_bn", [0, 1, 2, 3]  # notebook 02's layer: after the batch norm, sign-true
     photos = np.stack([images.load(images.sample(n), size=224) for n in images.SAMPLES])
     _, best, _ = fv.dataset_examples(lite0, layer, chans, photos)
     vis = fv.visualize(lite0, fv.channel(layer, chans), steps=32, size=128, progress=False)
-    assert (vis.values > best[:, 0]).all()  # the map's mean beats the best single real cell
+    maps = fv.layer_activations(lite0, layer, vis.images)
+    strongest = np.array([maps[i, ..., c].max() for i, c in enumerate(chans)])
+    assert (strongest > best[:, 0]).all()  # like with like: the strongest cell on the pattern vs on any photo
 
 
 def test_cli_visualize_writes_an_image(tmp_path, capsys):
