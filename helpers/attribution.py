@@ -75,16 +75,8 @@ def _spec(model):
 
 
 def _prepare(model, images, class_index):
-    """Checked float32 batch and int32 class indices (-1 = top-1)."""
-    x = _base.check_images(images)
-    want = tuple(model.inputs[0].shape[1:])
-    if any(w is not None and w != g for w, g in zip(want, x.shape[1:])):
-        raise ValueError(
-            f"images are {tuple(x.shape[1:])} but the model expects {want}; "
-            "resize and normalise them with models.preprocess(name, images)"
-        )
-    idx = _base.class_indices(class_index, int(x.shape[0]), int(model.outputs[0].shape[-1]))
-    return x, idx
+    """Checked float32 batch and int32 class indices (-1 = top-1): the CAM family's checks, shared."""
+    return _base.prepare(model, images, class_index)
 
 
 def _check_batch_size(batch_size) -> int:

@@ -264,6 +264,26 @@ def efficientnet_lite0(num_classes: int = 1000, input_shape=(224, 224, 3), inclu
     return keras.Model(inputs, x, name="efficientnet_lite0")
 
 
+KERAS_WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
+
+
+def _weights_cached(name: str) -> bool:
+    """Whether Keras already holds the weights of ``name`` in its cache (``$KERAS_HOME/models``)."""
+    home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
+    pattern = "convnet_from_scratch*" if name == "cats_vs_dogs" else f"{name}_weights*"
+    return any(home.glob(pattern))
+
+
+def _probe(url: str, timeout: float = 5.0) -> None:
+    """Fail in seconds, before a model is built, when the weights' host cannot be reached."""
+    import socket
+    from urllib.parse import urlsplit
+
+    host = urlsplit(url).hostname
+    with socket.create_connection((host, 443), timeout=timeout):
+        pass
+
+
 def _load_keras_app(name: str):
     import_tensorflow()
     import keras
@@ -274,6 +294,8 @@ def _load_keras_app(name: str):
         "resnet50": keras.applications.ResNet50,
     }
     try:
+        if not _weights_cached(name):
+            _probe(CATS_VS_DOGS_URL if name == "cats_vs_dogs" else KERAS_WEIGHTS_URL)
         if name == "cats_vs_dogs":
             path = keras.utils.get_file("convnet_from_scratch_with_augmentation.keras", CATS_VS_DOGS_URL)
             return keras.models.load_model(path)

@@ -1,6 +1,5 @@
 import json
 import socket
-import time
 
 import numpy as np
 import pytest
@@ -150,13 +149,19 @@ def test_download_models_fail_fast_offline(name, monkeypatch, tmp_path):
     monkeypatch.setattr(socket.socket, "connect", no_network)
     monkeypatch.setattr(socket, "create_connection", no_network)
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    t0 = time.perf_counter()
+    import keras
+
+    def never_built(*args, **kwargs):
+        raise AssertionError("the model was built before the network was found missing")
+
+    for builder in ("Xception", "VGG16", "ResNet50"):
+        monkeypatch.setattr(keras.applications, builder, never_built)
+    monkeypatch.setattr(keras.models, "load_model", never_built)
     with pytest.raises(models.WeightsUnavailableError) as err:
         models.load(name)
     msg = str(err.value)
     assert "could not download" in msg and "efficientnet_lite0" in msg
     assert "http" not in msg.split("(")[0]
-    assert time.perf_counter() - t0 < 60
 
 
 def test_missing_weights_file_is_clear(tmp_path, monkeypatch):
