@@ -3,11 +3,13 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+from helpers._quiet import import_tensorflow  # noqa: E402
+
+import_tensorflow()  # TensorFlow's start-up noise silenced once, before any test imports it
+
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-
-import helpers  # noqa: E402, F401  (imports TensorFlow quietly)
 
 
 @pytest.fixture(scope="session")

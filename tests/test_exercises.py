@@ -11,11 +11,7 @@ import pytest
 import tensorflow as tf
 
 from helpers import exercises
-
-try:  # repo tooling moved out of the learner-facing package
-    from tools import student_copy
-except ImportError:  # pragma: no cover - older layout
-    from helpers import student_copy
+from tools import student_copy
 
 SOLUTION = "notebooks/solutions/06_project_cam_iou.ipynb"
 STUDENT = "notebooks/06_project_cam_iou.ipynb"

@@ -6,7 +6,7 @@ signature and docstring, written outside the markers, stay). In Markdown cells
 the marked answer becomes "YOUR ANSWER HERE". All outputs and execution counts
 are cleared; ``make exercises`` then executes the copy so it is committed run.
 
-``python -m helpers.student_copy SOURCE DEST`` writes DEST; ``--check`` only
+``python -m tools.student_copy SOURCE DEST`` writes DEST; ``--check`` only
 reports whether DEST is up to date (exit 1 when stale).
 """
 
@@ -62,7 +62,7 @@ def sources(nb) -> list[tuple[str, str]]:
 def main(argv=None) -> int:
     import nbformat
 
-    p = argparse.ArgumentParser(prog="python -m helpers.student_copy", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m tools.student_copy", description=__doc__)
     p.add_argument("source", type=Path)
     p.add_argument("dest", type=Path)
     p.add_argument("--check", action="store_true", help="exit 1 if DEST is stale")
