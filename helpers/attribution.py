@@ -35,7 +35,7 @@ import numpy as np
 
 from ._quiet import import_tensorflow
 from .cam import _base
-from .graph import find_layer, tap_model
+from .graph import find_layer, run_ops, tap_model
 
 tf = import_tensorflow()
 
@@ -454,11 +454,7 @@ def _guided_call(op, args, kwargs):
 
 def _guided_forward(model, x):
     """Run ``model`` on real tensors with every ReLU/ReLU6 (layer, activation or op) guided."""
-    if isinstance(model, keras.Sequential):
-        for layer in model.layers:
-            x = _guided_call(layer, (x,), {})
-        return x
-    return model._run_through_graph(x, operation_fn=lambda op: lambda *a, **k: _guided_call(op, a, k))
+    return run_ops(model, x, _guided_call)
 
 
 def guided_gradients(model, images, class_index=None, *, batch_size: int = 64):

@@ -43,6 +43,20 @@ def _private(obj, name: str):
         ) from None
 
 
+def run_ops(model: keras.Model, x, call):
+    """Run ``model``'s graph on ``x``, every operation going through ``call(op, args, kwargs)``.
+
+    The one way this package re-traces a model (to tap layers, drop a softmax, or swap a ReLU's
+    gradient): Sequential models layer by layer, functional ones through Keras' graph runner.
+    """
+    if isinstance(model, keras.Sequential):
+        for lay in model.layers:
+            x = call(lay, (x,), {})
+        return x
+    run = _private(model, "_run_through_graph")
+    return run(x, operation_fn=lambda op: lambda *a, **k: call(op, a, k))
+
+
 def check_keras_internals() -> None:
     """Use every private Keras name once on a tiny nested model; raises :class:`KerasInternalsError` if one is gone."""
     inp = keras.Input((2,))
@@ -364,12 +378,7 @@ def tap_model(
         return out
 
     def trace(m, x):
-        if isinstance(m, keras.Sequential):
-            for lay in m.layers:
-                x = call(lay, (x,), {})
-            return x
-        run = _private(m, "_run_through_graph")
-        return run(x, operation_fn=lambda op: lambda *a, **k: call(op, a, k))
+        return run_ops(m, x, call)
 
     shape = input_shape if input_shape is not None else tuple(model.inputs[0].shape[1:])
     inp = keras.Input(shape=shape, dtype=model.inputs[0].dtype)
