@@ -451,6 +451,7 @@ def dataset_examples(
     patch: int | None = None,
     batch_size: int = 32,
     value_range=(-1.0, 1.0),
+    per_image: int | None = None,
 ):
     """The image patches that excite each channel most (Olah et al. 2017, "dataset examples").
 
@@ -466,6 +467,8 @@ def dataset_examples(
         patch: patch side in pixels (default: 3 cells of the layer's stride, at least 32 px).
         batch_size: images per forward pass.
         value_range: the model input range that pixel values 0..255 map to, as in :func:`visualize`.
+        per_image: at most this many cells per image and channel (``1``: the ``top`` patches come from ``top``
+            different images); default: no limit, neighbouring cells of one photo may fill the top.
 
     Returns:
         ``(patches, values, where)``: uint8 ``(C, top, patch, patch, 3)``; the activations ``(C, top)``;
@@ -484,10 +487,16 @@ def dataset_examples(
     chunks = [x[i : i + batch_size].astype(np.float32) * ((hi - lo) / 255.0) + lo for i in range(0, len(x), batch_size)]
     acts = np.concatenate([fn(tf.constant(c)).numpy() for c in chunks])  # (N, h, w, C): one pass, in chunks
     n, h, w, _ = acts.shape
-    flat = acts[..., ch].reshape(n * h * w, len(ch)).T  # (C, N*h*w)
-    order = np.argsort(-flat, axis=1)[:, :top]
-    values = np.take_along_axis(flat, order, axis=1)
-    img_i, rows, cols = np.unravel_index(order, (n, h, w))
+    per = acts[..., ch].reshape(n, h * w, len(ch))  # (N, h*w, C)
+    k = h * w if per_image is None else min(int(per_image), h * w)
+    if k < 1:
+        raise ValueError(f"per_image must be at least 1, got {per_image}")
+    cells = np.argsort(-per, axis=1, kind="stable")[:, :k]  # (N, k, C): each image's best cells per channel
+    cand = (np.arange(n)[:, None, None] * (h * w) + cells).reshape(n * k, len(ch)).T  # (C, N*k) flat cell ids
+    cand_vals = np.take_along_axis(per, cells, axis=1).reshape(n * k, len(ch)).T
+    pick = np.argsort(-cand_vals, axis=1, kind="stable")[:, :top]
+    values = np.take_along_axis(cand_vals, pick, axis=1)
+    img_i, rows, cols = np.unravel_index(np.take_along_axis(cand, pick, axis=1), (n, h, w))
     stride = x.shape[1] / h
     side = patch or int(max(32, 3 * stride))
     half = side // 2

@@ -120,6 +120,12 @@ def test_dataset_examples_are_the_top_cells(lite0):
         if 20 <= cy < 204 and 20 <= cx < 204:  # away from the reflected border the patch is a plain crop
             np.testing.assert_array_equal(patches[c, 0], photos[i, cy - 20 : cy + 20, cx - 20 : cx + 20])
     assert (values[:, 0] >= values[:, 1]).all()
+    one, one_values, one_where = fv.dataset_examples(lite0, "block3a_expand_conv", [0, 7], photos, top=3, per_image=1)
+    for c, ch in enumerate([0, 7]):  # per_image=1: each photo's best cell, photos ranked by it
+        np.testing.assert_allclose(one_values[c], np.sort(acts[..., ch].max(axis=(1, 2)))[::-1], rtol=1e-5)
+        assert sorted(one_where[c, :, 0]) == [0, 1, 2]
+        i, r, q = one_where[c, 0]
+        assert np.isclose(acts[i, r, q, ch], one_values[c, 0], rtol=1e-5)
 
 
 @pytest.mark.slow
