@@ -35,11 +35,20 @@ ROOT = Path(__file__).resolve().parent.parent
 QUICK: dict[str, dict[str, object]] = {
     "01_activations": {"MAX_CHANNELS": 16},
     "02_filters": {"CHANNELS": list(range(4)), "STEPS": 8, "SIZE": 64, "VIEWS": 4, "TOY_IMAGES": 8},
-    "03_gradcam_xception": {"SCORE_CAM_CHANNELS": 8, "FAMILY_LAYERS": ["top_activation", "block3b_add"]},
+    "03_gradcam_xception": {"SCORE_CAM_CHANNELS": 8, "FAMILY_LAYERS": ["top_activation", "block3b_activation"]},
     "04_cars196_cam": {"DATASET": "toy_cars/tiny", "HEAD_EPOCHS": 1, "FINE_TUNE_EPOCHS": 1},
-    "05_detection_iou": {"DATASET": "toy_cars/tiny"},
+    "05_detection_iou": {"DATASET": "toy_cars/tiny", "HEAD_EPOCHS": 1, "FINE_TUNE_EPOCHS": 1},
     "06_project_cam_iou": {"DATASET": "toy_cars/tiny", "N_VAL": 8, "N_ITEMS": 8},
-    "07_trust": {"DATASET": "toy_cars/tiny"},
+    "07_trust": {
+        "DATASET": "toy_cars/tiny",
+        "HEAD_EPOCHS": 1,
+        "FINE_TUNE_EPOCHS": 1,
+        "N_TEST": 8,
+        "N_FAITHFUL": 2,
+        "IG_STEPS": 8,
+        "SMOOTHGRAD_SAMPLES": 4,
+        "CURVE_STEPS": 8,
+    },
 }
 QUICK_BANNER = "QUICK TASTE: small data, few steps. Its figures and numbers are NOT the course's results."
 
