@@ -136,3 +136,12 @@ def test_stanford_cars_truncated_file_is_named_with_the_fix(tmp_path, damaged):
     msg = str(err.value)
     assert msg.startswith(f"{path} is damaged or truncated") and "download it again" in msg
     assert "\n" not in msg
+
+
+def test_quiet_load_prints_nothing_while_preparing(tmp_path, capfd):
+    from helpers import datasets
+
+    (ds,), _ = datasets.load("toy_cars/tiny", split=("test",), data_dir=tmp_path, quiet=True)
+    assert len(list(ds)) == 8
+    out, err = capfd.readouterr()
+    assert out == "" and err == "", (out[-300:], err[-300:])

@@ -32,7 +32,14 @@ __all__ = [
 ]
 
 
-def load(name: str = "toy_cars", split=("train", "validation", "test"), data_dir=None, manual_dir=None, **kwargs):
+def load(
+    name: str = "toy_cars",
+    split=("train", "validation", "test"),
+    data_dir=None,
+    manual_dir=None,
+    quiet: bool = False,
+    **kwargs,
+):
     """``tfds.load`` of a course data set, prepared on first use under ``data/tfds``.
 
     Args:
@@ -41,6 +48,8 @@ def load(name: str = "toy_cars", split=("train", "validation", "test"), data_dir
             train and test: its validation split is the last 10% of train.
         data_dir: where TFDS stores the prepared data (default ``data/tfds``).
         manual_dir: for ``stanford_cars``, the folder holding the four original files.
+        quiet: prepare a missing data set without printing anything (TFDS's messages and
+            progress bars go nowhere), so a notebook's output is the same on the first run and later.
         **kwargs: passed to ``tfds.load`` (``with_info`` is always on).
 
     Returns:
@@ -56,6 +65,21 @@ def load(name: str = "toy_cars", split=("train", "validation", "test"), data_dir
         dl_config = tfds.download.DownloadConfig(manual_dir=str(manual_dir))
         rename = {"validation": "train[90%:]", "train": "train[:90%]"}
         split = rename.get(split, split) if isinstance(split, str) else [rename.get(s, s) for s in split]
+    if quiet:
+        import contextlib
+        import io
+
+        from absl import logging as absl_logging
+
+        sink, level = io.StringIO(), absl_logging.get_verbosity()
+        absl_logging.set_verbosity(absl_logging.ERROR)
+        tfds.display_progress_bar(False)
+        try:
+            with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+                return load(name, split, data_dir, manual_dir, quiet=False, **kwargs)
+        finally:
+            tfds.display_progress_bar(True)
+            absl_logging.set_verbosity(level)
     return tfds.load(
         name,
         split=list(split) if not isinstance(split, str) else split,
