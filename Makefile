@@ -71,7 +71,7 @@ unit: $(STAMP)
 nbval: $(STAMP)
 	@if [ -n "$(NOTEBOOKS)" ]; then \
 	  $(BIN)/python -m pytest -q -p no:randomly --nbval $(NOTEBOOKS) $(SOLUTIONS) \
-	    --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout 600; \
+	    --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout 1800; \
 	else echo "no notebooks yet"; fi
 
 ## lab: JupyterLab on notebooks/
