@@ -283,8 +283,20 @@ def check_overlay(visualize_cam_on_image) -> None:
 
     def alpha1():
         want = _viz.colorize(_cam.upsample(heat, image.shape[:2]))
-        diff = np.abs(out(1.0) - want.astype(int)).mean()
+        got = out(1.0)
+        diff = np.abs(got - want.astype(int)).mean()
         if diff > 6:
+            import cv2
+
+            colour_first = cv2.resize(
+                _viz.colorize(heat), (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR
+            )
+            if np.abs(got - colour_first.astype(int)).mean() < diff / 2:
+                raise _Fail(
+                    f"with alpha=1 the result must be the colorized heatmap; mean difference {diff:.0f} levels — "
+                    "you coloured the small map and then resized the colours: resize the heatmap bilinearly to the "
+                    "image first, then colour it"
+                )
             raise _Fail(
                 f"with alpha=1 the result must be the colorized heatmap (matplotlib 'jet', RGB); mean difference "
                 f"{diff:.0f} levels — BGR from cv2.applyColorMap? a heatmap not scaled to 0..255?"

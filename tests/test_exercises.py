@@ -349,6 +349,16 @@ def test_overlay_in_bgr_is_caught(capsys):
     assert not ok and "BGR" in out
 
 
+def test_overlay_coloured_before_resizing_is_caught(capsys):
+    def colour_first(image, cam_image, alpha=0.4):
+        colored = matplotlib.colormaps["jet"](np.clip(np.asarray(cam_image, np.float32), 0, 1))[..., :3] * 255
+        colored = cv2.resize(colored.astype(np.float32), (image.shape[1], image.shape[0]))
+        return np.clip(np.rint((1 - alpha) * image + alpha * colored), 0, 255).astype(np.uint8)
+
+    ok, out = run(exercises.check_overlay, colour_first, capsys)
+    assert not ok and "resize the heatmap bilinearly to the image first, then colour it" in out and "BGR" not in out
+
+
 def test_overlay_not_resized_or_float_is_caught(capsys):
     ok, out = run(exercises.check_overlay, lambda im, h, a=0.4: good_overlay(im, h, a).astype(np.float32), capsys)
     assert not ok and "uint8" in out
