@@ -184,6 +184,10 @@ def train_cam_model(
         batch_size: images per step.
         learning_rate: stage 1 learning rate (Adam).
         checkpoint: ``.keras`` path; default ``data/checkpoints/<dataset>_<backbone>.keras``.
+            When both stages run, the model after stage 1 is saved too, at
+            :func:`head_checkpoint` of this path, with the settings of a head-only
+            training (``fine_tune_epochs=0``): a later head-only call pointed at it
+            reuses it instead of training the same head again.
         reuse: reload the checkpoint when it exists and was trained with the same settings.
         seed: seeds shuffling, augmentation and the dense layer's initialisation.
         data_dir: where TFDS data lives (see :func:`helpers.datasets.load`).
@@ -200,7 +204,7 @@ def train_cam_model(
         head_epochs=head_epochs, fine_tune_epochs=fine_tune_epochs, fine_tune_from=fine_tune_from,
         batch_size=batch_size, learning_rate=learning_rate, seed=seed,
     )  # fmt: skip
-    path = Path(checkpoint) if checkpoint else CHECKPOINT_DIR / f"{dataset.replace('/', '_')}_{backbone}.keras"
+    path = Path(checkpoint) if checkpoint else default_checkpoint(dataset, backbone)
     meta = path.with_suffix(".json")
     if reuse and path.is_file() and meta.is_file():
         saved = json.loads(meta.read_text())
@@ -233,15 +237,36 @@ def train_cam_model(
         for k, v in h.history.items():
             history.setdefault(k, []).extend(float(x) for x in v)
 
-    fit("head", head_epochs, learning_rate, None)
-    fit("fine-tune", fine_tune_epochs, learning_rate / 10, fine_tune_from)
-    for lay in model.layers:
-        lay.trainable = True
     path.parent.mkdir(parents=True, exist_ok=True)
-    model.save(path)
-    meta.write_text(json.dumps({"settings": settings, "history": history}))
+    fit("head", head_epochs, learning_rate, None)
+    if head_epochs > 0 and fine_tune_epochs > 0:  # stage 1 alone is the frozen-backbone model: keep it
+        _save(model, head_checkpoint(path), {**settings, "fine_tune_epochs": 0}, history)
+    fit("fine-tune", fine_tune_epochs, learning_rate / 10, fine_tune_from)
+    _save(model, path, settings, history)
     print(f"saved {path}")
     return model, history
+
+
+def default_checkpoint(dataset: str, backbone: str) -> Path:
+    """Where :func:`train_cam_model` keeps a model when no ``checkpoint`` is given."""
+    return CHECKPOINT_DIR / f"{dataset.replace('/', '_')}_{backbone}.keras"
+
+
+def head_checkpoint(checkpoint: str | Path) -> Path:
+    """Where :func:`train_cam_model` keeps the stage-1 (frozen backbone) model of a two-stage training."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_name(f"{checkpoint.stem}_head{checkpoint.suffix}")
+
+
+def _save(model, path: Path, settings: dict, history: dict) -> None:
+    """Save a model (all layers marked trainable, as built) and its settings and history beside it."""
+    flags = [lay.trainable for lay in model.layers]
+    for lay in model.layers:
+        lay.trainable = True
+    model.save(path)
+    for lay, flag in zip(model.layers, flags):
+        lay.trainable = flag
+    path.with_suffix(".json").write_text(json.dumps({"settings": settings, "history": history}))
 
 
 def predict_classes(model, ds, backbone: str, input_size: int, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:

@@ -59,6 +59,24 @@ def test_checkpoint_is_reused_with_the_same_settings(trained, capsys, monkeypatc
         np.testing.assert_array_equal(a, b)
 
 
+def test_the_head_stage_is_kept_and_reused_as_the_frozen_model(trained, capsys, monkeypatch):
+    model, hist, ck, root = trained
+    head = training.head_checkpoint(ck)
+    assert head.name == "toy_cars_tiny_efficientnet_lite0_head.keras"
+    saved = json.loads(head.with_suffix(".json").read_text())
+    assert saved["settings"]["fine_tune_epochs"] == 0 and saved["history"]["loss"] == hist["loss"][:1]
+    monkeypatch.setattr(training, "make_pipeline", lambda *a, **k: pytest.fail("must not train again"))
+    frozen, _ = training.train_cam_model(
+        "toy_cars/tiny", checkpoint=head, data_dir=root / "tfds", **{**SETTINGS, "fine_tune_epochs": 0}
+    )
+    assert "reusing" in capsys.readouterr().out
+    name = "block5a_expand_conv"  # fine-tuned in stage 2: the two models differ there and agree before it
+    assert not np.array_equal(frozen.get_layer(name).get_weights()[0], model.get_layer(name).get_weights()[0])
+    np.testing.assert_array_equal(
+        frozen.get_layer("stem_conv").get_weights()[0], model.get_layer("stem_conv").get_weights()[0]
+    )
+
+
 @pytest.fixture(scope="module")
 def evaluated(trained):
     model, _, _, root = trained
