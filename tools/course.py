@@ -38,7 +38,13 @@ QUICK: dict[str, dict[str, object]] = {
     "03_gradcam_xception": {"SCORE_CAM_CHANNELS": 8, "FAMILY_LAYERS": ["top_activation", "block3b_activation"]},
     "04_cars196_cam": {"DATASET": "toy_cars/tiny", "HEAD_EPOCHS": 1, "FINE_TUNE_EPOCHS": 1},
     "05_detection_iou": {"DATASET": "toy_cars/tiny", "HEAD_EPOCHS": 1, "FINE_TUNE_EPOCHS": 1},
-    "06_project_cam_iou": {"DATASET": "toy_cars/tiny", "N_VAL": 8, "N_ITEMS": 8},
+    "06_project_cam_iou": {
+        "DATASET": "toy_cars/tiny",
+        "HEAD_EPOCHS": 1,
+        "FINE_TUNE_EPOCHS": 1,
+        "N_VAL": 8,
+        "N_ITEMS": 8,
+    },
     "07_trust": {
         "DATASET": "toy_cars/tiny",
         "HEAD_EPOCHS": 1,
