@@ -35,9 +35,9 @@ $(SITE_STAMP): $(STAMP) requirements-site.txt
 	@touch $(SITE_STAMP)
 
 ## course: execute every notebook in order on the embedded defaults; HTML under build/course/
-## course QUICK=1: a few-minute taste (tiny data, few steps) under build/quick/; not the course's results
+## course QUICK=1: a 3-minute taste (tiny data, few steps, two notebooks at once) under build/quick/; not the course's results
 course: $(STAMP)
-	@$(BIN)/python -m tools.course $(if $(QUICK),--quick --out build/quick --html build/quick,--html build/course) $(NOTEBOOKS)
+	@$(BIN)/python -m tools.course $(if $(QUICK),--quick --jobs 2 --out build/quick --html build/quick,--html build/course) $(NOTEBOOKS)
 
 ## notebooks: execute the notebooks and the project solution in place (what gets committed)
 notebooks: $(STAMP)

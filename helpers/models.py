@@ -206,7 +206,7 @@ def _cached_lite0_weights() -> dict[str, list[np.ndarray]]:
     weights = convert_lite0(_read_verified(weights_file(), EFFICIENTNET_LITE0_SHA256))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.stem + ".tmp.npz")
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")  # one per process: two notebooks may start at once
         np.savez(tmp, **{f"{k}/{i}": a for k, arrs in weights.items() for i, a in enumerate(arrs)})
         os.replace(tmp, path)
         meta.write_text(json.dumps({"sha256": sha256(path), "source": EFFICIENTNET_LITE0_SHA256}))

@@ -145,3 +145,21 @@ def test_quiet_load_prints_nothing_while_preparing(tmp_path, capfd):
     assert len(list(ds)) == 8
     out, err = capfd.readouterr()
     assert out == "" and err == "", (out[-300:], err[-300:])
+
+
+def test_a_second_process_preparing_the_same_data_set_at_once_is_harmless(tmp_path, monkeypatch):
+    # Two notebooks opened at once on a fresh clone both prepare toy_cars: the one that finishes
+    # second finds the folder already there (TFDS's final rename fails); it must read that copy.
+    from helpers.datasets import toy_cars
+
+    original, raced = toy_cars.ToyCars._split_generators, []
+
+    def split_generators(self, dl_manager):
+        if not raced:  # "the other process" prepares the same data set while this one is generating
+            raced.append(True)
+            tfds.builder("toy_cars/tiny", data_dir=str(tmp_path)).download_and_prepare()
+        return original(self, dl_manager)
+
+    monkeypatch.setattr(toy_cars.ToyCars, "_split_generators", split_generators)
+    (ds,), _ = datasets.load("toy_cars/tiny", split=("test",), data_dir=tmp_path, quiet=True)
+    assert raced and len(list(ds)) == 8

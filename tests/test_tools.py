@@ -112,6 +112,18 @@ def test_quick_map_names_notebooks_that_sort_in_course_order():
     assert all(name[:2].isdigit() for name in course.QUICK)
 
 
+def test_lanes_keep_a_chain_in_order_and_put_it_first():
+    paths = [Path(f"notebooks/{n}.ipynb") for n in ("01_a", "02_b", "03_c", "04_d", "05_e")]
+    assert course.lanes(paths, chains=[("02_b", "04_d", "05_e")]) == [[1, 3, 4], [0], [2]]
+    assert course.lanes(paths, chains=[]) == [[0], [1], [2], [3], [4]]
+    assert sorted(i for lane in course.lanes(paths) for i in lane) == list(range(5))
+
+
+def test_chains_name_notebooks_that_exist():
+    stems = {p.stem for p in (ROOT / "notebooks").glob("0*.ipynb")}
+    assert {stem for chain in course.CHAINS for stem in chain} <= stems
+
+
 # ---------------------------------------------------------------- runner: progress and summary
 def test_progress_keeps_latest_line_from_streams_and_tqdm_widgets():
     p = course.Progress("n.ipynb", total=4)
@@ -192,3 +204,25 @@ def test_quick_run_writes_under_out_never_over_the_notebook(tmp_path):
             text=True,
         ).stderr
     )
+
+
+@pytest.mark.slow
+def test_jobs_run_lanes_at_once_and_the_table_keeps_course_order(tmp_path, monkeypatch):
+    for name, seconds in (("01_slow", 6), ("02_fast", 0)):
+        cell = nbformat.v4.new_code_cell(f"import time\ntime.sleep({seconds})\nprint('{name}')")
+        nbformat.write(_notebook(_params("N = 1"), cell), tmp_path / f"{name}.ipynb")
+    res = subprocess.run(
+        [sys.executable, "-m", "tools.course", "--jobs", "2", "--out", str(tmp_path / "out")]
+        + [str(tmp_path / f"{n}.ipynb") for n in ("01_slow", "02_fast")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    lines = res.stdout.splitlines()
+    done = [ln.split(":")[0].strip() for ln in lines if " in " in ln and ln.startswith("  0")]
+    assert done == ["02_fast.ipynb", "01_slow.ipynb"], lines  # ran at once: the fast one finished first
+    rows = [ln.split()[0] for ln in lines if ln.split()[1:2] == ["ok"] and not ln.startswith(" ")]
+    assert rows == ["01_slow.ipynb", "02_fast.ipynb"]
+    assert any(ln.startswith("wall clock:") for ln in lines)

@@ -10,7 +10,9 @@ first source line, the elapsed seconds and the latest progress line it printed
 (text, or a tqdm widget's text). ``--quick`` injects the parameters of
 :data:`QUICK` after each notebook's ``parameters`` cell, papermill style, and
 writes the executed copies under ``build/quick/``: a taste of the course in a
-few minutes, whose figures are not the course's results.
+few minutes, whose figures are not the course's results. ``--jobs N`` runs N
+notebooks at once, each in its own process and kernel; the notebooks of a chain
+(:data:`CHAINS`) stay in one lane, in order.
 """
 
 from __future__ import annotations
@@ -34,7 +36,14 @@ ROOT = Path(__file__).resolve().parent.parent
 # so when a notebook renames a parameter, update it here.
 QUICK: dict[str, dict[str, object]] = {
     "01_activations": {"MAX_CHANNELS": 16},
-    "02_filters": {"CHANNELS": list(range(4)), "STEPS": 8, "SIZE": 64, "VIEWS": 4, "TOY_IMAGES": 8},
+    "02_filters": {
+        "CHANNELS": list(range(4)),
+        "STEPS": 8,
+        "SIZE": 64,
+        "VIEWS": 4,
+        "TOY_DATASET": "toy_cars/tiny",
+        "TOY_IMAGES": 8,
+    },
     "03_gradcam_xception": {"SCORE_CAM_CHANNELS": 8, "FAMILY_LAYERS": ["top_activation", "block3b_activation"]},
     "04_cars196_cam": {"DATASET": "toy_cars/tiny", "HEAD_EPOCHS": 1, "FINE_TUNE_EPOCHS": 1},
     "05_detection_iou": {"DATASET": "toy_cars/tiny", "HEAD_EPOCHS": 1, "FINE_TUNE_EPOCHS": 1},
@@ -54,8 +63,12 @@ QUICK: dict[str, dict[str, object]] = {
         "IG_STEPS": 8,
         "SMOOTHGRAD_SAMPLES": 4,
         "CURVE_STEPS": 8,
+        "TAU_STEP": 0.05,
     },
 }
+# Notebooks that run one after another, in this order, even with --jobs > 1: notebook 04 trains the
+# toy_cars checkpoint (and prepares the data set) that 05, 06 and 07 reuse.
+CHAINS: list[tuple[str, ...]] = [("04_cars196_cam", "05_detection_iou", "06_project_cam_iou", "07_trust")]
 QUICK_BANNER = "QUICK TASTE: small data, few steps. Its figures and numbers are NOT the course's results."
 
 HEARTBEAT_AFTER = 10.0  # seconds a cell runs before the first heartbeat line
@@ -277,6 +290,70 @@ def table(rows) -> str:
     return "\n".join(lines)
 
 
+def lanes(paths, chains=None) -> list[list[int]]:
+    """Group notebooks (indices into ``paths``) into lanes that may run at the same time.
+
+    The members of a chain (see :data:`CHAINS`) share one lane, in their given order; every
+    other notebook is a lane of its own. Lanes are listed longest first, so a pool of workers
+    starts the long chain at once and fills the other worker with the short lanes.
+    """
+    chains = CHAINS if chains is None else chains
+    chain_of = {stem: k for k, chain in enumerate(chains) for stem in chain}
+    grouped: dict[object, list[int]] = {}
+    for i, path in enumerate(paths):
+        stem = Path(path).stem
+        grouped.setdefault(("chain", chain_of[stem]) if stem in chain_of else ("alone", i), []).append(i)
+    return sorted(grouped.values(), key=len, reverse=True)
+
+
+def run_one(index: int, path: Path, opts: dict) -> tuple[str, str, float, str]:
+    """Execute one notebook, write its outputs as ``opts`` asks, print its status; returns its table row."""
+    quiet_runner()
+    import nbformat
+
+    n, quick, named = opts["total"], opts["quick"], opts["jobs"] > 1
+    print(f"[{index}/{n}] {path}" + (" started" if named else ""), flush=True)
+    start = time.perf_counter()
+    if quick and path.stem not in QUICK:
+        print(f"  warning: no quick parameters for {path.stem} in tools/course.py; it runs in full")
+    out, html_dir = opts["out"], opts["html"]
+    try:
+        nb = execute(
+            path,
+            timeout=opts["timeout"],
+            parameters=QUICK.get(path.stem, {}) if quick else None,
+            heartbeat=opts["heartbeat"],
+            log_dir=opts["log_dir"],
+            images_dir=(out or html_dir).resolve() / "images" if quick else None,
+        )
+        status = "ok"
+    except Exception as exc:  # noqa: BLE001 - report and go on with the next notebook
+        last = (_ANSI.sub("", str(exc)).strip().splitlines() or [""])[-1][:120]
+        nb, status = getattr(exc, "notebook", None), f"FAILED: {type(exc).__name__}: {last}"
+    seconds = time.perf_counter() - start
+    outputs = []
+    if nb is not None and opts["inplace"]:
+        nbformat.write(nb, path)
+        outputs.append(_relative(path))
+    if nb is not None and out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, out / path.name)
+        outputs.append(_relative(out / path.name))
+    if nb is not None and html_dir is not None:
+        from nbconvert import HTMLExporter
+
+        html_dir.mkdir(parents=True, exist_ok=True)
+        body, _ = HTMLExporter().from_notebook_node(nb)
+        (html_dir / path.with_suffix(".html").name).write_text(body, encoding="utf-8")
+        outputs.append(_relative(html_dir / path.with_suffix(".html").name))
+    print(f"  {path.name + ': ' if named else ''}{status.split(':')[0]} in {seconds:.0f} s", flush=True)
+    return path.name, status, seconds, ", ".join(outputs)
+
+
+def _run_lane(lane: list[tuple[int, Path]], opts: dict) -> list[tuple[int, tuple]]:
+    return [(i, run_one(i, path, opts)) for i, path in lane]
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.course", description=__doc__)
     parser.add_argument("notebooks", nargs="*", type=Path)
@@ -287,13 +364,17 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="also write executed .ipynb copies here")
     parser.add_argument("--heartbeat", type=float, default=20.0, help="seconds between progress lines")
     parser.add_argument("--timeout", type=int, default=1200, help="seconds one cell may run")
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="notebooks run at once (chained notebooks stay in order; see CHAINS)"
+    )
     args = parser.parse_args(argv)
     if args.quick and args.inplace:
         parser.error("--quick never writes over the committed notebooks: use --out/--html")
+    if args.jobs < 1:
+        parser.error("--jobs must be at least 1")
     if args.quick and args.out is None and args.html is None:
         args.out = ROOT / "build" / "quick"
     quiet_runner()
-    import nbformat
 
     if not args.notebooks:
         print("no notebooks to run yet")
@@ -301,44 +382,34 @@ def main(argv=None) -> int:
     if args.quick:
         print(QUICK_BANNER, flush=True)
     log_dir = (args.out or args.html or ROOT / "build") / "logs"
-    rows = []
-    for i, path in enumerate(args.notebooks, 1):
-        print(f"[{i}/{len(args.notebooks)}] {path}", flush=True)
-        start = time.perf_counter()
-        if args.quick and path.stem not in QUICK:
-            print(f"  warning: no quick parameters for {path.stem} in tools/course.py; it runs in full")
-        try:
-            nb = execute(
-                path,
-                timeout=args.timeout,
-                parameters=QUICK.get(path.stem, {}) if args.quick else None,
-                heartbeat=args.heartbeat,
-                log_dir=log_dir,
-                images_dir=(args.out or args.html).resolve() / "images" if args.quick else None,
-            )
-            status = "ok"
-        except Exception as exc:  # noqa: BLE001 - report and go on with the next notebook
-            last = (_ANSI.sub("", str(exc)).strip().splitlines() or [""])[-1][:120]
-            nb, status = getattr(exc, "notebook", None), f"FAILED: {type(exc).__name__}: {last}"
-        seconds = time.perf_counter() - start
-        outputs = []
-        if nb is not None and args.inplace:
-            nbformat.write(nb, path)
-            outputs.append(_relative(path))
-        if nb is not None and args.out is not None:
-            args.out.mkdir(parents=True, exist_ok=True)
-            nbformat.write(nb, args.out / path.name)
-            outputs.append(_relative(args.out / path.name))
-        if nb is not None and args.html is not None:
-            from nbconvert import HTMLExporter
+    opts = {
+        "total": len(args.notebooks),
+        "quick": args.quick,
+        "jobs": args.jobs,
+        "out": args.out,
+        "html": args.html,
+        "inplace": args.inplace,
+        "timeout": args.timeout,
+        "heartbeat": args.heartbeat,
+        "log_dir": log_dir,
+    }
+    numbered = list(enumerate(args.notebooks, 1))
+    groups = [[numbered[i] for i in lane] for lane in lanes(args.notebooks)]
+    wall = time.perf_counter()
+    if args.jobs == 1 or len(groups) == 1:
+        results = _run_lane(numbered, opts)
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
 
-            args.html.mkdir(parents=True, exist_ok=True)
-            body, _ = HTMLExporter().from_notebook_node(nb)
-            (args.html / path.with_suffix(".html").name).write_text(body, encoding="utf-8")
-            outputs.append(_relative(args.html / path.with_suffix(".html").name))
-        print(f"  {status.split(':')[0]} in {seconds:.0f} s", flush=True)
-        rows.append((path.name, status, seconds, ", ".join(outputs)))
+        print(f"running {min(args.jobs, len(groups))} notebooks at once; chained notebooks in order", flush=True)
+        with ProcessPoolExecutor(min(args.jobs, len(groups)), mp_context=multiprocessing.get_context("spawn")) as pool:
+            results = [r for future in [pool.submit(_run_lane, g, opts) for g in groups] for r in future.result()]
+    rows = [row for _, row in sorted(results)]
+    wall = time.perf_counter() - wall
     print("\n" + table(rows))
+    if args.jobs > 1:
+        print(f"wall clock: {wall:.1f} s ({args.jobs} notebooks at once)")
     for name, status, _, _ in rows:
         if status != "ok":
             print(f"{name}: {status} (kernel log: {_relative(log_dir / Path(name).with_suffix('.kernel.log'))})")
@@ -346,8 +417,8 @@ def main(argv=None) -> int:
                 print(f"  {name} was written with its error: do not commit it as is")
     if args.quick:
         print(QUICK_BANNER)
-    else:
-        _record_times(rows)
+    elif args.jobs == 1:
+        _record_times(rows)  # timings of notebooks that shared the cores would mislead the benchmarks
     return 0 if all(r[1] == "ok" for r in rows) else 1
 
 

@@ -80,11 +80,22 @@ def load(
         finally:
             tfds.display_progress_bar(True)
             absl_logging.set_verbosity(level)
-    return tfds.load(
-        name,
-        split=list(split) if not isinstance(split, str) else split,
-        data_dir=str(data_dir),
-        with_info=True,
-        download_and_prepare_kwargs={"download_config": dl_config} if dl_config else None,
-        **kwargs,
-    )
+
+    def tfds_load():
+        return tfds.load(
+            name,
+            split=list(split) if not isinstance(split, str) else split,
+            data_dir=str(data_dir),
+            with_info=True,
+            download_and_prepare_kwargs={"download_config": dl_config} if dl_config else None,
+            **kwargs,
+        )
+
+    try:
+        return tfds_load()
+    except FileExistsError:
+        # Another process (a second notebook started at the same time) finished preparing the same
+        # data set first, so TFDS cannot move this copy into place. Its copy is complete: read that one.
+        if not tfds.builder(name, data_dir=str(data_dir)).is_prepared():
+            raise
+        return tfds_load()
