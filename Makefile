@@ -10,8 +10,10 @@ SOLUTIONS := $(sort $(wildcard notebooks/solutions/*.ipynb))
 PROJECT_SOLUTION ?= notebooks/solutions/06_project_cam_iou.ipynb
 PROJECT_STUDENT ?= notebooks/06_project_cam_iou.ipynb
 SITE_STAMP := $(VENV)/.site-installed
-# pip: errors only (-qq hides warnings about this machine's index configuration and setuptools notices)
-PIP := $(BIN)/python -m pip -qq --disable-pip-version-check
+# pip's output is captured (its warnings about the index configuration and setuptools notices are for
+# developers): tools/progress.py prints a heartbeat with pip's latest step every 20 s, and all of pip's
+# output only if it fails. It needs only the standard library: .venv may not exist yet.
+INSTALL := $(PY) tools/progress.py installing -- $(BIN)/python -m pip --disable-pip-version-check install --progress-bar off
 export PIP_ROOT_USER_ACTION := ignore
 export PIP_NO_WARN_SCRIPT_LOCATION := 1
 export TF_CPP_MIN_LOG_LEVEL := 3
@@ -23,15 +25,15 @@ export MPLBACKEND := Agg
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	@echo "installing the course's packages into $(VENV) (first run only; a few minutes)"
-	@$(PIP) install --upgrade pip "setuptools>=68" wheel
-	@$(PIP) install -r requirements.txt
-	@$(PIP) install --no-deps --no-build-isolation -e .
+	@$(INSTALL) --upgrade pip "setuptools>=68" wheel
+	@$(INSTALL) -r requirements.txt
+	@$(INSTALL) --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
 # the static site and its browser test: Sphinx + MyST-NB + book theme, Selenium (see requirements-site.txt)
 $(SITE_STAMP): $(STAMP) requirements-site.txt
 	@echo "installing the site's packages into $(VENV)"
-	@$(PIP) install -r requirements-site.txt
+	@$(INSTALL) -r requirements-site.txt
 	@touch $(SITE_STAMP)
 
 ## course: execute every notebook in order on the embedded defaults; HTML under build/course/

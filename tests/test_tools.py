@@ -226,3 +226,30 @@ def test_jobs_run_lanes_at_once_and_the_table_keeps_course_order(tmp_path, monke
     rows = [ln.split()[0] for ln in lines if ln.split()[1:2] == ["ok"] and not ln.startswith(" ")]
     assert rows == ["01_slow.ipynb", "02_fast.ipynb"]
     assert any(ln.startswith("wall clock:") for ln in lines)
+
+
+# ---------------------------------------------------------------- tools/progress.py: quiet installs with a heartbeat
+def _progress(script: str, every: float = 0.3):
+    cmd = [sys.executable, str(ROOT / "tools" / "progress.py"), "--every", str(every), "installing", "--"]
+    return subprocess.run(cmd + [sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+
+
+def test_progress_beats_with_the_latest_step_and_hides_a_successful_commands_output():
+    script = (
+        "import time\nprint('WARNING: notice for developers')\nprint('Collecting tensorflow<2.19', flush=True)\n"
+        "time.sleep(1.2)\nprint('Installing collected packages: numpy', flush=True)\ntime.sleep(1.2)"
+    )
+    res = _progress(script)
+    assert res.returncode == 0 and res.stderr == ""
+    lines = res.stdout.splitlines()
+    assert "WARNING" not in res.stdout
+    assert any(ln.endswith("| Collecting tensorflow<2.19") for ln in lines), lines
+    assert any(ln.endswith("| Installing collected packages: numpy") for ln in lines), lines
+    assert all(ln.startswith("  installing: ") for ln in lines)
+
+
+def test_progress_shows_everything_and_the_status_when_the_command_fails():
+    res = _progress("import sys\nprint('ERROR: No matching distribution found for tensorflow')\nsys.exit(3)")
+    assert res.returncode == 3
+    assert "ERROR: No matching distribution found for tensorflow" in res.stdout
+    assert "installing failed (exit status 3)" in res.stdout
