@@ -144,7 +144,7 @@ def run(smoke: bool) -> dict:
     r["CAM-model forward over the test split, per image"] = timeit(
         lambda: [cam_fwd(b[0]).numpy() for b in pipe], 1 if smoke else 3, n_test
     )
-    one = {"CAM": lambda m, x: cam.cam(m, x, return_class=True)}
+    one = {"CAM": lambda m, x, c: cam.cam(m, x, c)}
     taus = {"CAM": np.array([0.3, 0.5])}  # the test split is scored at the validation-chosen taus only
     r["localisation evaluation (CAM), per image"] = timeit(
         lambda: localization.collect(cam_model, pipe, one, taus, progress=False), 1 if smoke else 3, n_test

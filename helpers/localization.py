@@ -31,6 +31,13 @@ rectangle of the largest contour (``cv2.contourArea``), clipped to
 computed in pixels with the +1 convention, ground-truth boxes rescaled to the
 map's size with ``int()``. Figures are fractions in [0, 1] (the reference
 prints percentages).
+
+Which class a map explains: the **ground-truth** class by default, as the
+reference code does (``inference.py`` calls ``model(images, targets,
+return_cam=True)``), so that localisation is measured apart from
+classification. ``target="predicted"`` explains the top-1 class instead: what a
+model used without labels explains (a variant of ours; on correctly classified
+images the two coincide).
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ from . import boxes as _boxes
 THRESHOLDS = np.arange(0, 1, 0.001)  # the reference's cam_curve_interval = 0.001
 DELTAS = (0.3, 0.5, 0.7)
 CENTRE_SIDES = np.round(np.arange(0.1, 1.01, 0.05), 2)
+TARGETS = ("label", "predicted")
 REPORT_KEYS = (
     "max_box_acc", "max_box_acc_v2", "box_acc_val_tau", "box_acc_v2_val_tau", "mean_iou", "tau", "side",
 )  # fmt: skip
@@ -404,28 +412,44 @@ def centre_baseline(val_boxes, test_boxes, sides=CENTRE_SIDES) -> dict:
     }
 
 
+def _classes(target: str, labels):
+    """The ``class_index`` to explain: the labels (``"label"``) or None, the top-1 class (``"predicted"``)."""
+    if target not in TARGETS:
+        raise ValueError(f"target must be one of {TARGETS}, not {target!r}")
+    return np.asarray(labels).astype(np.int32) if target == "label" else None
+
+
 def collect(
-    model, pipeline, methods: dict[str, Callable], thresholds=THRESHOLDS, size: int = 224, progress=True
+    model,
+    pipeline,
+    methods: dict[str, Callable],
+    thresholds=THRESHOLDS,
+    size: int = 224,
+    progress=True,
+    target: str = "label",
 ) -> dict:
     """Run every method over a batched split; IoUs of the reference boxes, labels and predictions.
 
     Args:
-        model: the classifier (its top-1 class is explained).
+        model: the classifier.
         pipeline: batches of ``(images, boxes, labels)`` (see :func:`eval_pipeline`).
-        methods: ``{name: fn(model, images) -> (B, h, w) maps}``; a method may return
-            ``(maps, classes)`` (``return_class=True``), which saves a forward pass for the predictions.
+        methods: ``{name: fn(model, images, class_index) -> (B, h, w) maps}``; ``class_index``
+            is one class per image, or None for each image's top-1 class.
         thresholds: one array for all methods, or ``{name: array}``.
         size: side of the square the maps are upsampled to (bicubic) and min-max
             normalised at before thresholding (:func:`normalize_scoremaps`).
         progress: show a progress bar over batches.
+        target: ``"label"`` explains each image's ground-truth class, as Choe et al.'s
+            reference code does; ``"predicted"`` its top-1 class.
 
     Returns:
         ``{"ious": {name: (largest, best)}, "boxes": (N, 4), "labels": (N,), "pred": (N,),
-        "maps": {name: (N, h, w)} at their native resolution}``.
+        "maps": {name: (N, h, w)} at their native resolution, "target": target}``.
 
     Raises:
-        ValueError: the pipeline yields no image.
+        ValueError: the pipeline yields no image, or an unknown ``target``.
     """
+    _classes(target, [])
     ious = {name: ([], []) for name in methods}
     maps: dict = {name: [] for name in methods}
     gts, labels, preds = [], [], []
@@ -437,19 +461,15 @@ def collect(
     for images, bx, lab in it:  # images stay tensors: no copy through numpy
         gts.append(np.asarray(bx))
         labels.append(np.asarray(lab))
-        pred = None
+        classes = _classes(target, labels[-1])
         for name, fn in methods.items():
-            m = fn(model, images)
-            if isinstance(m, tuple):  # (maps, classes): the forward pass already gave the prediction
-                m, pred = m
+            m = np.asarray(fn(model, images, classes))
             maps[name].append(m)
             taus = thresholds[name] if isinstance(thresholds, dict) else thresholds
             large, best = box_ious(normalize_scoremaps(m, size), gts[-1], taus)
             ious[name][0].append(large)
             ious[name][1].append(best)
-        if pred is None:
-            pred = np.argmax(np.asarray(model(images, training=False)), axis=-1)
-        preds.append(np.asarray(pred))
+        preds.append(np.argmax(np.asarray(model(images, training=False)), axis=-1))
     if not gts or not sum(len(g) for g in gts):
         raise ValueError("the split has no images: cannot evaluate localisation on an empty split")
     return {
@@ -458,6 +478,7 @@ def collect(
         "labels": np.concatenate(labels),
         "pred": np.concatenate(preds),
         "maps": {k: np.concatenate(v) for k, v in maps.items()},
+        "target": target,
     }
 
 
@@ -484,7 +505,7 @@ def default_methods(model, earlier_layer: str | None = None) -> dict[str, Callab
             at the next higher resolution (the end of the previous stage), if any.
 
     Returns:
-        ``{name: fn}`` with unique names that say the layer and its resolution,
+        ``{name: fn(model, images, class_index)}`` with unique names that say the layer and its resolution,
         e.g. ``"Grad-CAM (block3b_add, 28x28)"``.
 
     Raises:
@@ -501,27 +522,37 @@ def default_methods(model, earlier_layer: str | None = None) -> dict[str, Callab
             side = min(_side(lay) for lay in finer)
             earlier_layer = [lay for lay in finer if _side(lay) == side][-1].name
     methods = {
-        "CAM": lambda m, x: cam.cam(m, x, return_class=True),
-        f"Grad-CAM ({last}, {h}x{w})": lambda m, x: cam.grad_cam(m, x, layer=last),
+        "CAM": lambda m, x, c: cam.cam(m, x, c),
+        f"Grad-CAM ({last}, {h}x{w})": lambda m, x, c: cam.grad_cam(m, x, c, layer=last),
     }
     if earlier_layer is not None:
         early = graph.find_layer(model, earlier_layer)
         if early.name == last:
             raise ValueError(f"earlier_layer {earlier_layer!r} is the last spatial layer; pick an earlier one")
         eh, ew = _side(early)
-        methods[f"Grad-CAM ({early.name}, {eh}x{ew})"] = lambda m, x: cam.grad_cam(m, x, layer=early.name)
-    methods[f"Grad-CAM++ ({last}, {h}x{w})"] = lambda m, x: cam.grad_cam_plus_plus(m, x, layer=last)
+        methods[f"Grad-CAM ({early.name}, {eh}x{ew})"] = lambda m, x, c: cam.grad_cam(m, x, c, layer=early.name)
+    methods[f"Grad-CAM++ ({last}, {h}x{w})"] = lambda m, x, c: cam.grad_cam_plus_plus(m, x, c, layer=last)
     return methods
 
 
 def evaluate(
-    model, val_ds, test_ds, backbone: str, input_size: int, methods=None, progress: bool = True, thresholds=THRESHOLDS
+    model,
+    val_ds,
+    test_ds,
+    backbone: str,
+    input_size: int,
+    methods=None,
+    progress: bool = True,
+    thresholds=THRESHOLDS,
+    target: str = "label",
 ) -> dict:
     """The full table: every method and the centre baseline, both protocols.
 
     Both splits are scored on the whole threshold grid: validation picks tau for
     the deployable figures (:func:`box_acc_at_val_tau`); the paper's figures
     (:func:`max_box_acc`, :func:`max_box_acc_v2`) take the best tau on test.
+    Each map explains the ground-truth class (``target="label"``, the paper's
+    protocol) or the top-1 class (``target="predicted"``); see :func:`collect`.
 
     Returns:
         ``{"methods": {name: summary}, "val": ..., "test": ..., "accuracy": test top-1}``;
@@ -532,8 +563,9 @@ def evaluate(
         ValueError: an empty split.
     """
     methods = methods or default_methods(model)
-    val = collect(model, eval_pipeline(val_ds, backbone, input_size), methods, thresholds, input_size, progress)
-    test = collect(model, eval_pipeline(test_ds, backbone, input_size), methods, thresholds, input_size, progress)
+    args = (methods, thresholds, input_size, progress, target)
+    val = collect(model, eval_pipeline(val_ds, backbone, input_size), *args)
+    test = collect(model, eval_pipeline(test_ds, backbone, input_size), *args)
     test["thresholds"] = thresholds
     table = {
         name: summarize(choose_taus(val["ious"][name], thresholds), test["ious"][name], thresholds) for name in methods
@@ -781,7 +813,7 @@ def masked_subset(ds, backbone: str, input_size: int, n: int) -> dict:
 
 
 def trust_methods(model, smoothgrad_samples: int = 16, ig_steps: int = 32) -> dict[str, Callable]:
-    """The CAM family, the pixel attributions and two baselines, as ``{name: fn(model, images) -> maps}``.
+    """The CAM family, the pixel attributions and two baselines, as ``{name: fn(model, images, class_index)}``.
 
     CAM, Grad-CAM, Grad-CAM++ and Layer-CAM (:mod:`helpers.cam`, last spatial
     layer); saliency, SmoothGrad, Integrated Gradients (``|map|``, zero
@@ -792,21 +824,21 @@ def trust_methods(model, smoothgrad_samples: int = 16, ig_steps: int = 32) -> di
     from . import attribution as attr
     from . import cam
 
-    def ig(m, x):
-        return np.abs(attr.integrated_gradients(m, x, steps=ig_steps))
+    def ig(m, x, c):
+        return np.abs(attr.integrated_gradients(m, x, c, steps=ig_steps))
 
     return {
-        "CAM": lambda m, x: cam.cam(m, x),
-        "Grad-CAM": lambda m, x: cam.grad_cam(m, x),
-        "Grad-CAM++": lambda m, x: cam.grad_cam_plus_plus(m, x),
-        "Layer-CAM": lambda m, x: cam.layer_cam(m, x),
-        "saliency": lambda m, x: attr.saliency(m, x),
-        "SmoothGrad": lambda m, x: attr.smoothgrad(m, x, samples=smoothgrad_samples),
+        "CAM": lambda m, x, c: cam.cam(m, x, c),
+        "Grad-CAM": lambda m, x, c: cam.grad_cam(m, x, c),
+        "Grad-CAM++": lambda m, x, c: cam.grad_cam_plus_plus(m, x, c),
+        "Layer-CAM": lambda m, x, c: cam.layer_cam(m, x, c),
+        "saliency": lambda m, x, c: attr.saliency(m, x, c),
+        "SmoothGrad": lambda m, x, c: attr.smoothgrad(m, x, c, samples=smoothgrad_samples),
         "Integrated Gradients": ig,
-        "guided backprop": lambda m, x: attr.guided_backprop(m, x),
-        "guided Grad-CAM": lambda m, x: attr.guided_grad_cam(m, x),
-        "centre (baseline)": lambda m, x: centre_maps(len(x), int(x.shape[1])),
-        "random (baseline)": lambda m, x: random_maps(len(x), int(x.shape[1])),
+        "guided backprop": lambda m, x, c: attr.guided_backprop(m, x, c),
+        "guided Grad-CAM": lambda m, x, c: attr.guided_grad_cam(m, x, c),
+        "centre (baseline)": lambda m, x, c: centre_maps(len(x), int(x.shape[1])),
+        "random (baseline)": lambda m, x, c: random_maps(len(x), int(x.shape[1])),
     }
 
 
@@ -818,17 +850,20 @@ def trust_scores(
     steps: int = 28,
     size: int = 224,
     thresholds=THRESHOLDS,
+    target: str = "label",
 ) -> dict:
     """Every method on every metric: MaxBoxAcc, PxAP, pointing game, deletion and insertion AUC.
 
     Box and mask metrics use all images of ``subset`` (:func:`masked_subset`);
     deletion/insertion (:func:`helpers.faithfulness.causal_curves`, ``steps``
-    steps, the top-1 class) use its first ``faithfulness_subset`` images, as they
+    steps, the probability of the class the map explains) use its first ``faithfulness_subset`` images, as they
     need ``2 (steps + 1)`` forward passes per image and method. MaxBoxAcc here is
     the maximum over tau on these images (the paper's protocol on a subset).
     ``thresholds`` is the tau grid for boxes (the reference's 0.001 grid by
     default; a coarser grid is much faster on noisy pixel maps, whose many
     contours are found at every tau). PxAP always uses the 0.001 grid.
+    ``target``: each map explains the ground-truth class (``"label"``, as the
+    box, mask and pointing-game protocols do) or the top-1 class (``"predicted"``).
 
     Returns:
         ``{name: {"max_box_acc", "pxap", "pointing_game", "deletion_auc", "insertion_auc"}}``.
@@ -836,16 +871,18 @@ def trust_scores(
     from . import faithfulness
 
     x = subset["images"]
+    classes = _classes(target, subset["labels"])
     k = min(int(faithfulness_subset), len(x))
     out = {}
     for name, fn in methods.items():
-        maps = np.asarray(fn(model, x), np.float32)
+        maps = np.asarray(fn(model, x, classes), np.float32)
         s = normalize_scoremaps(maps, size)
         largest, _ = box_ious(s, subset["boxes"], thresholds)
         m = resize_masks(subset["masks"], size)
         row = {"max_box_acc": max_box_acc(largest), "pxap": pxap(s, m), "pointing_game": pointing_game(s, m)}
         if k:
-            curves = faithfulness.causal_curves(model, x[:k], maps[:k], steps=steps)
+            cls = None if classes is None else classes[:k]
+            curves = faithfulness.causal_curves(model, x[:k], maps[:k], cls, steps=steps)
             row["deletion_auc"] = float(curves["deletion"].auc.mean())
             row["insertion_auc"] = float(curves["insertion"].auc.mean())
         out[name] = row

@@ -204,7 +204,44 @@ def test_bad_input_gives_clear_errors():
 
 def test_collect_on_an_empty_split_says_so():
     with pytest.raises(ValueError, match="empty split"):
-        L.collect(None, [], {"CAM": lambda m, x: x}, progress=False)
+        L.collect(None, [], {"CAM": lambda m, x, c: x}, progress=False)
+
+
+def _two_halves():
+    """A GAP + dense model whose class-0 CAM is input channel 0 and class-1 CAM channel 1, and one image
+    with channel 0 on the left half (predicted: class 0) and a weaker channel 1 on the right half (label: 1)."""
+    import keras
+
+    inp = keras.Input((8, 8, 3))
+    feats = keras.layers.Conv2D(2, 1, use_bias=False, name="feats")(inp)
+    logits = keras.layers.Dense(2, name="logits")(keras.layers.GlobalAveragePooling2D(name="gap")(feats))
+    model = keras.Model(inp, logits)
+    model.get_layer("feats").set_weights([np.eye(3, 2, dtype="float32")[None, None]])
+    model.get_layer("logits").set_weights([np.eye(2, dtype="float32"), np.zeros(2, "float32")])
+    x = np.zeros((1, 8, 8, 3), np.float32)
+    x[0, :, :4, 0], x[0, :, 4:, 1] = 1.0, 0.5  # logits 0.5 (class 0) and 0.25 (class 1)
+    right = np.array([[0.0, 0.5, 1.0, 1.0]])  # the object: the right half
+    return model, x, right, np.array([1])
+
+
+@pytest.mark.parametrize("target, expected_acc", [("label", 1.0), ("predicted", 0.0)])
+def test_collect_explains_the_ground_truth_class_as_the_reference_code_does(target, expected_acc):
+    import tensorflow as tf
+
+    from helpers import cam
+
+    model, x, right, label = _two_halves()
+    methods = {"CAM": lambda m, images, c: cam.cam(m, images, c)}
+    got = L.collect(model, [(tf.constant(x), right, label)], methods, size=8, progress=False, target=target)
+    assert got["pred"].tolist() == [0] and got["labels"].tolist() == [1] and got["target"] == target
+    assert L.max_box_acc(got["ious"]["CAM"][0]) == expected_acc  # label: the right half's map; predicted: the left's
+    mask = np.zeros((1, 8, 8), np.uint8)
+    mask[0, :, 4:] = 1
+    subset = {"images": x, "boxes": right, "labels": label, "masks": mask}
+    row = L.trust_scores(model, subset, methods, faithfulness_subset=0, size=8, target=target)["CAM"]
+    assert row["max_box_acc"] == expected_acc and (row["pxap"] > 0.9) == (target == "label")
+    with pytest.raises(ValueError, match="target"):
+        L.collect(model, [(tf.constant(x), right, label)], methods, size=8, progress=False, target="top1")
 
 
 def test_default_methods_on_a_nested_backbone_have_unique_descriptive_names():
@@ -221,7 +258,7 @@ def test_default_methods_on_a_nested_backbone_have_unique_descriptive_names():
     assert list(methods) == ["CAM", "Grad-CAM (coarse, 8x8)", "Grad-CAM (fine, 16x16)", "Grad-CAM++ (coarse, 8x8)"]
     with pytest.raises(ValueError, match="earlier one"):
         L.default_methods(model, earlier_layer="coarse")
-    maps = methods["Grad-CAM (fine, 16x16)"](model, np.random.default_rng(0).random((2, 16, 16, 3)))
+    maps = methods["Grad-CAM (fine, 16x16)"](model, np.random.default_rng(0).random((2, 16, 16, 3)), None)
     assert maps.shape == (2, 16, 16)
 
 

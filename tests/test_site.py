@@ -51,7 +51,34 @@ def test_staged_notebook_has_the_note_after_its_title_and_no_widget_state(tmp_pa
     assert "{download}`Download 02_x.ipynb <02_x.ipynb>`" in out.cells[1].source
     assert "import helpers" in out.cells[1].source and "%pip install" in out.cells[1].source
     assert "widgets" not in out.metadata
-    assert out.cells[2].outputs[0]["data"] == {"text/plain": "  0%|          | 0/3"}
+    assert out.cells[2].outputs[0]["data"] == {"text/plain": "  0%|          | 0/3"}  # no saved state: as written
+
+
+def _tqdm_state(visibility):
+    """The widget state Jupyter saves for a finished tqdm bar: HBox(HTML, FloatProgress, HTML) and a layout."""
+    models = {
+        "box": ("HBoxModel", {"children": ["IPY_MODEL_l", "IPY_MODEL_b", "IPY_MODEL_r"], "layout": "IPY_MODEL_lay"}),
+        "l": ("HTMLModel", {"value": "boxes:\u2007100%"}),
+        "b": ("FloatProgressModel", {"value": 16.0, "max": 16.0}),
+        "r": ("HTMLModel", {"value": "\u200716/16\u2007[02:00&lt;00:00]"}),
+        "lay": ("LayoutModel", {"visibility": visibility}),
+    }
+    state = {k: {"model_name": name, "state": st} for k, (name, st) in models.items()}
+    return {"application/vnd.jupyter.widget-state+json": {"state": state, "version_major": 2, "version_minor": 0}}
+
+
+@pytest.mark.parametrize("visibility, shown", [(None, ["boxes: 100%|██████████| 16/16 [02:00<00:00]"]), ("hidden", [])])
+def test_a_finished_progress_bar_shows_its_final_text_or_nothing_when_it_ended_hidden(tmp_path, visibility, shown):
+    nb = nbformat.v4.new_notebook(metadata={"widgets": _tqdm_state(visibility)})
+    code = nbformat.v4.new_code_cell("evaluate()")
+    bar = {site.WIDGET: {"model_id": "box"}, "text/plain": "boxes:   0%|          | 0/16"}  # the text it started with
+    code.outputs = [nbformat.v4.new_output("display_data", bar), nbformat.v4.new_output("stream", text="done\n")]
+    nb.cells = [nbformat.v4.new_markdown_cell("# T"), code]
+    nbformat.write(nb, tmp_path / "05_x.ipynb")
+    site.stage_notebook(tmp_path / "05_x.ipynb", tmp_path / "out.ipynb")
+    outputs = nbformat.read(tmp_path / "out.ipynb", as_version=4).cells[2].outputs
+    assert [o["data"]["text/plain"] for o in outputs if o["output_type"] == "display_data"] == shown
+    assert outputs[-1]["text"] == "done\n"
 
 
 def test_site_takes_the_course_notebooks_never_the_solutions():

@@ -138,6 +138,25 @@ def test_progress_keeps_latest_line_from_streams_and_tqdm_widgets():
     assert line == "  n.ipynb cell 1/4 `model = train()` 42 s | | 4/10 [00:01<00:02] heatmaps: 50%"
 
 
+def test_heartbeat_comes_every_interval_through_short_cells_and_soon_into_a_long_one():
+    cell = nbformat.v4.new_code_cell("x = 1")
+    p = course.Progress("n.ipynb", total=99, every=20.0)
+    p._last_print = 0.0  # the notebook's own line, at t = 0
+    beats = []
+    for t in range(60):  # a 2-second cell after another for a minute, checked every second as the thread does
+        if t % 2 == 0:
+            p.start_cell(cell, now=t + 0.01)
+        if p.beat(now=t + 0.5) is not None:
+            beats.append(t + 0.5)
+    assert beats == [20.5, 40.5]  # short cells alone: one line per interval, not one per cell
+    p._last_print = 100.0  # a line, then a long cell
+    p.start_cell(cell, now=100.0)
+    long_beats = [t for t in range(101, 160) if p.beat(now=float(t)) is not None]
+    assert long_beats == [110, 130, 150]  # named HEARTBEAT_AFTER in, then every interval
+    p.end_cell()
+    assert p.beat(now=500.0) is None  # nothing runs: nothing to report
+
+
 def test_table_has_notebook_status_seconds_and_output():
     rows = [("01_a.ipynb", "ok", 12.34, "build/01_a.html"), ("02_long_name.ipynb", "FAILED: CellTimeoutError", 3.0, "")]
     lines = course.table(rows).splitlines()

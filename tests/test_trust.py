@@ -156,8 +156,8 @@ def test_masked_subset_and_trust_scores_on_toy_cars(tmp_path):
     assert sub["boxes"].shape == (6, 4) and sub["labels"].shape == (6,)
     masks = sub["masks"]
     methods = {  # the mask itself must score perfectly; noise scores near chance
-        "oracle": lambda m, x: masks.astype(np.float32),
-        "random": lambda m, x: loc.random_maps(len(x), 64),
+        "oracle": lambda m, x, c: masks.astype(np.float32),
+        "random": lambda m, x, c: loc.random_maps(len(x), 64),
     }
     table = loc.trust_scores(None, sub, methods, faithfulness_subset=0, size=64)
     assert table["oracle"]["pxap"] == pytest.approx(1.0) and table["oracle"]["pointing_game"] == 1.0

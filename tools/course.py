@@ -150,15 +150,16 @@ class Progress:
         self.started = None
         self.latest = ""
         self.widgets: dict[str, str] = {}  # comm id -> its latest text (tqdm widgets)
-        self._last_beat = 0.0
+        self._last_print = time.monotonic()  # the runner has just printed the notebook's own line
+        self._beaten = False  # whether the running cell has had its first line
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def start_cell(self, cell) -> None:
+    def start_cell(self, cell, now: float | None = None) -> None:
         self.index += 1
-        self.cell_source, self.started, self.latest = cell.source, time.monotonic(), ""
+        self.cell_source, self.started, self.latest = cell.source, now or time.monotonic(), ""
         self.widgets.clear()
-        self._last_beat = self.started - self.every + HEARTBEAT_AFTER
+        self._beaten = False
 
     def end_cell(self) -> None:
         self.started = None
@@ -186,12 +187,25 @@ class Progress:
         head = f"  {self.name} cell {self.index}/{self.total} `{_first_line(self.cell_source)}` {elapsed:.0f} s"
         return head + (f" | {self.latest[:100]}" if self.latest else "")
 
+    def beat(self, now: float | None = None) -> str | None:
+        """The heartbeat line if one is due, else None.
+
+        Due ``every`` seconds after the last line, so that a run of short cells shows a sign of life too,
+        and ``HEARTBEAT_AFTER`` seconds into a long cell, so that it is named soon after it starts.
+        """
+        now = now or time.monotonic()
+        if self.started is None:
+            return None
+        if now - self._last_print < self.every and (self._beaten or now - self.started < HEARTBEAT_AFTER):
+            return None
+        self._last_print, self._beaten = now, True
+        return self.line(now)
+
     def _run(self) -> None:
         while not self._stop.wait(1.0):
-            now = time.monotonic()
-            if self.started is not None and now - self._last_beat >= self.every:
-                self._last_beat = now
-                print(self.line(now), file=self.out, flush=True)
+            text = self.beat()
+            if text is not None:
+                print(text, file=self.out, flush=True)
 
     def __enter__(self):
         self._thread.start()

@@ -14,6 +14,7 @@ pure Python packages from the index and bundle every asset the pages load.
 from __future__ import annotations
 
 import argparse
+import html
 import os
 import re
 import shutil
@@ -88,16 +89,46 @@ def notebooks(root: Path = ROOT) -> list[Path]:
     return sorted(p for p in (root / "notebooks").glob("0*.ipynb") if p.is_file())
 
 
+def widget_text(state: dict, model_id: str) -> str | None:
+    """A tqdm widget's final text from the saved widget state, "" when it ended hidden, None if unknown.
+
+    A tqdm bar in Jupyter is an HBox of (HTML left text, progress bar, HTML right text); its
+    ``text/plain`` fallback is the text it was created with ("0%| 0/16"), which reads as a
+    stalled bar on a static page. ``leave=False`` bars end hidden: Jupyter then shows nothing.
+    """
+    box = state.get(model_id, {}).get("state", {})
+    children = [state.get(str(c).removeprefix("IPY_MODEL_"), {}).get("state", {}) for c in box.get("children", [])]
+    if len(children) != 3:
+        return None
+    layout = state.get(str(box.get("layout", "")).removeprefix("IPY_MODEL_"), {}).get("state", {})
+    if layout.get("visibility") == "hidden" or layout.get("display") == "none":
+        return ""
+    left, bar, right = children
+    done = bar.get("max") and bar.get("value") is not None
+    fill = round(10 * bar["value"] / bar["max"]) if done else 0
+    text = f"{left.get('value', '')}|{'█' * fill}{' ' * (10 - fill)}|{right.get('value', '')}"
+    return html.unescape(text).replace("\u2007", " ")
+
+
 def stage_notebook(src: Path, dest: Path) -> str:
-    """Copy one notebook for the site: note cell first, widget outputs as their text; returns its title."""
+    """Copy one notebook for the site: note cell first, widget outputs as their final text; returns its title."""
     import nbformat
 
     nb = nbformat.read(src, as_version=4)
-    nb.metadata.pop("widgets", None)  # no widget state: MyST-NB would load the widget manager from a CDN
+    saved = nb.metadata.pop("widgets", {})  # no widget state: MyST-NB would load the widget manager from a CDN
+    state = saved.get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
     for cell in nb.cells:
+        outputs = []
         for out in cell.get("outputs", []):
             if WIDGET in out.get("data", {}):
-                out["data"].pop(WIDGET)
+                text = widget_text(state, out["data"].pop(WIDGET).get("model_id", ""))
+                if text == "":
+                    continue  # a bar that ended hidden: shown as in Jupyter, not at all
+                if text is not None:
+                    out["data"]["text/plain"] = text
+            outputs.append(out)
+        if cell.cell_type == "code":
+            cell.outputs = outputs
     note = nbformat.v4.new_markdown_cell(run_note(src.name))
     heading = next((i for i, c in enumerate(nb.cells) if c.cell_type == "markdown" and c.source.startswith("# ")), -1)
     nb.cells.insert(heading + 1, note)  # after the title, so the page keeps its heading
