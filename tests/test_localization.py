@@ -244,6 +244,20 @@ def test_collect_explains_the_ground_truth_class_as_the_reference_code_does(targ
         L.collect(model, [(tf.constant(x), right, label)], methods, size=8, progress=False, target="top1")
 
 
+def test_deletion_follows_the_probability_of_the_class_the_map_explains():
+    model, x, right, label = _two_halves()
+    mask = np.zeros((1, 8, 8), np.uint8)
+    mask[0, :, 4:] = 1
+    subset = {"images": x, "boxes": right, "labels": label, "masks": mask}
+    same_map = {"right half": lambda m, images, c: mask.astype(np.float32)}  # ignores the class: only the curve differs
+    row = {
+        t: L.trust_scores(model, subset, same_map, faithfulness_subset=1, steps=4, size=8, target=t)["right half"]
+        for t in L.TARGETS
+    }
+    # deleting the right half removes class 1's evidence: its probability falls, class 0's rises
+    assert row["label"]["deletion_auc"] < row["predicted"]["deletion_auc"]
+
+
 def test_default_methods_on_a_nested_backbone_have_unique_descriptive_names():
     import keras
 

@@ -116,7 +116,7 @@ def test_lanes_keep_a_chain_in_order_and_put_it_first():
     paths = [Path(f"notebooks/{n}.ipynb") for n in ("01_a", "02_b", "03_c", "04_d", "05_e")]
     assert course.lanes(paths, chains=[("02_b", "04_d", "05_e")]) == [[1, 3, 4], [0], [2]]
     assert course.lanes(paths, chains=[]) == [[0], [1], [2], [3], [4]]
-    assert sorted(i for lane in course.lanes(paths) for i in lane) == list(range(5))
+    assert course.lanes(paths[::-1], chains=[("02_b", "04_d", "05_e")]) == [[3, 1, 0], [2], [4]]  # chain's order
 
 
 def test_chains_name_notebooks_that_exist():

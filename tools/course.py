@@ -182,8 +182,8 @@ class Progress:
                 if text:
                     self.latest = text
 
-    def line(self, now: float | None = None) -> str:
-        elapsed = (now or time.monotonic()) - (self.started or 0)
+    def line(self, now: float | None = None, started: float | None = None) -> str:
+        elapsed = (now or time.monotonic()) - (started or self.started or 0)
         head = f"  {self.name} cell {self.index}/{self.total} `{_first_line(self.cell_source)}` {elapsed:.0f} s"
         return head + (f" | {self.latest[:100]}" if self.latest else "")
 
@@ -194,12 +194,13 @@ class Progress:
         and ``HEARTBEAT_AFTER`` seconds into a long cell, so that it is named soon after it starts.
         """
         now = now or time.monotonic()
-        if self.started is None:
+        started = self.started  # read once: the main thread may end the cell meanwhile
+        if started is None:
             return None
-        if now - self._last_print < self.every and (self._beaten or now - self.started < HEARTBEAT_AFTER):
+        if now - self._last_print < self.every and (self._beaten or now - started < HEARTBEAT_AFTER):
             return None
         self._last_print, self._beaten = now, True
-        return self.line(now)
+        return self.line(now, started)
 
     def _run(self) -> None:
         while not self._stop.wait(1.0):
@@ -307,17 +308,18 @@ def table(rows) -> str:
 def lanes(paths, chains=None) -> list[list[int]]:
     """Group notebooks (indices into ``paths``) into lanes that may run at the same time.
 
-    The members of a chain (see :data:`CHAINS`) share one lane, in their given order; every
+    The members of a chain (see :data:`CHAINS`) share one lane, in the chain's order; every
     other notebook is a lane of its own. Lanes are listed longest first, so a pool of workers
     starts the long chain at once and fills the other worker with the short lanes.
     """
     chains = CHAINS if chains is None else chains
-    chain_of = {stem: k for k, chain in enumerate(chains) for stem in chain}
+    chain_of = {stem: (k, j) for k, chain in enumerate(chains) for j, stem in enumerate(chain)}
     grouped: dict[object, list[int]] = {}
     for i, path in enumerate(paths):
         stem = Path(path).stem
-        grouped.setdefault(("chain", chain_of[stem]) if stem in chain_of else ("alone", i), []).append(i)
-    return sorted(grouped.values(), key=len, reverse=True)
+        grouped.setdefault(("chain", chain_of[stem][0]) if stem in chain_of else ("alone", i), []).append(i)
+    position = {i: chain_of.get(Path(paths[i]).stem, (0, 0))[1] for i in range(len(paths))}
+    return sorted((sorted(lane, key=position.get) for lane in grouped.values()), key=len, reverse=True)
 
 
 def run_one(index: int, path: Path, opts: dict) -> tuple[str, str, float, str]:
@@ -417,8 +419,13 @@ def main(argv=None) -> int:
         from concurrent.futures import ProcessPoolExecutor
 
         print(f"running {min(args.jobs, len(groups))} notebooks at once; chained notebooks in order", flush=True)
-        with ProcessPoolExecutor(min(args.jobs, len(groups)), mp_context=multiprocessing.get_context("spawn")) as pool:
+        pool = ProcessPoolExecutor(min(args.jobs, len(groups)), mp_context=multiprocessing.get_context("spawn"))
+        try:
             results = [r for future in [pool.submit(_run_lane, g, opts) for g in groups] for r in future.result()]
+        except BaseException:  # Ctrl-C or a lane that crashed outside a notebook: run no queued lane
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
     rows = [row for _, row in sorted(results)]
     wall = time.perf_counter() - wall
     print("\n" + table(rows))

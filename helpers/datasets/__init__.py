@@ -93,7 +93,7 @@ def load(
 
     try:
         return tfds_load()
-    except FileExistsError:
+    except OSError:  # FileExistsError, or ENOTEMPTY when the other copy lands between check and rename
         # Another process (a second notebook started at the same time) finished preparing the same
         # data set first, so TFDS cannot move this copy into place. Its copy is complete: read that one.
         if not tfds.builder(name, data_dir=str(data_dir)).is_prepared():
