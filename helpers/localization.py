@@ -43,7 +43,6 @@ images the two coincide).
 from __future__ import annotations
 
 import os
-import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -413,20 +412,6 @@ def centre_baseline(val_boxes, test_boxes, sides=CENTRE_SIDES) -> dict:
     }
 
 
-_TOP1: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> its compiled top-1 function
-
-
-def _top1(model) -> Callable:
-    """The model's top-1 class of a batch, in one compiled forward pass (built once per model)."""
-    fn = _TOP1.get(model)
-    if fn is None:
-        import tensorflow as tf
-
-        fn = tf.function(lambda x: tf.argmax(model(x, training=False), axis=-1), reduce_retracing=True)
-        _TOP1[model] = fn
-    return fn
-
-
 def _classes(target: str, labels):
     """The ``class_index`` to explain: the labels (``"label"``) or None, the top-1 class (``"predicted"``)."""
     if target not in TARGETS:
@@ -464,6 +449,8 @@ def collect(
     Raises:
         ValueError: the pipeline yields no image, or an unknown ``target``.
     """
+    from . import attribution
+
     _classes(target, [])
     ious = {name: ([], []) for name in methods}
     maps: dict = {name: [] for name in methods}
@@ -484,7 +471,7 @@ def collect(
             large, best = box_ious(normalize_scoremaps(m, size), gts[-1], taus)
             ious[name][0].append(large)
             ious[name][1].append(best)
-        preds.append(np.asarray(_top1(model)(images)))
+        preds.append(attribution.scores(model, images)[1])  # top-1, one compiled forward pass per model
     if not gts or not sum(len(g) for g in gts):
         raise ValueError("the split has no images: cannot evaluate localisation on an empty split")
     return {
