@@ -28,8 +28,12 @@ RESULTS: dict[str, bool | None] = {}
 OK, BAD = "\u2714", "\u2718"
 
 
-class _Fail(Exception):
-    """A case failed; the message is the hint."""
+class CaseFailed(Exception):
+    """A case failed; the message is the hint shown to the learner (and in the grader's feedback)."""
+
+
+OVERLAY_CMAP = "inferno"
+"""The colour map of task 2 (the course's one perceptual colour map for heatmaps)."""
 
 
 def to_input(model, image) -> np.ndarray:
@@ -118,7 +122,7 @@ def _zero_item():
     return {"image": np.full((32, 32, 3), 127, np.uint8), "label": 1, "case": "an all-zero map (every activation 0)"}
 
 
-def _reference_map(method, model, item, layer, logits: bool = True, class_index=None, unnormalised=False):
+def reference_map(method, model, item, layer, logits: bool = True, class_index=None, unnormalised=False):
     """The expected map, or (with the options) what a typical mistake gives, at the image's size."""
     x = to_input(model, item["image"])
     if unnormalised:  # the resized image in 0..255, fed without (x - 127) / 128
@@ -138,13 +142,13 @@ def _reference_map(method, model, item, layer, logits: bool = True, class_index=
     return _cam.upsample(m, item["image"].shape[:2])
 
 
-def _mistakes(method, model, item, layer, softmax: bool) -> list[tuple[np.ndarray, str]]:
+def map_mistakes(method, model, item, layer, softmax: bool) -> list[tuple[np.ndarray, str]]:
     """(map, hint) for the typical mistakes on one case: the hint names the cause of that map."""
     out = []
     if softmax:
         out.append(
             (
-                _reference_map(method, model, item, layer, logits=False),
+                reference_map(method, model, item, layer, logits=False),
                 "your map matches Grad-CAM of the softmax *probability*; use the pre-softmax score "
                 "(the output of the 'logits' layer), whose gradient does not saturate",
             )
@@ -153,14 +157,14 @@ def _mistakes(method, model, item, layer, softmax: bool) -> list[tuple[np.ndarra
         if c != item["label"]:
             out.append(
                 (
-                    _reference_map(method, model, item, layer, class_index=c),
+                    reference_map(method, model, item, layer, class_index=c),
                     f"your map matches class {c}'s map, not the item's class {item['label']}: "
                     "explain item['label'] (the true class), not the predicted one",
                 )
             )
     out.append(
         (
-            _reference_map(method, model, item, layer, unnormalised=True),
+            reference_map(method, model, item, layer, unnormalised=True),
             "your map matches the one of an unnormalised input: resize the image to the model's input size, "
             "then feed (x - 127) / 128 (what exercises.to_input(model, image) returns)",
         )
@@ -180,7 +184,7 @@ def _run(task: str, title: str, cases: list[tuple[str, Callable[[], None]]]) -> 
             print("  … not yet implemented: replace the `raise NotImplementedError()` with your code")
             RESULTS[task] = None
             return
-        except _Fail as exc:
+        except CaseFailed as exc:
             print(f"  {BAD} {name}: {exc}")
             continue
         except Exception as exc:  # noqa: BLE001 - a learner's error is feedback, not a crash
@@ -194,31 +198,31 @@ def _run(task: str, title: str, cases: list[tuple[str, Callable[[], None]]]) -> 
     print(f"  {'all cases pass' if ok else f'{passed}/{len(cases)} cases pass'}")
 
 
-def _as_map(out, shape, what: str) -> np.ndarray:
+def as_map(out, shape, what: str) -> np.ndarray:
     if out is None:
-        raise _Fail(f"{what} returned None — did you forget the `return`?")
+        raise CaseFailed(f"{what} returned None — did you forget the `return`?")
     if tf.is_tensor(out):
         out = out.numpy()
     a = np.asarray(out, dtype=np.float64)
     if a.ndim == 3 and a.shape[0] == 1:
         a = a[0]
     if a.shape != tuple(shape):
-        raise _Fail(
+        raise CaseFailed(
             f"shape {a.shape}, expected {tuple(shape)} (the image's height and width); resize the map to the image"
         )
     if np.isnan(a).any():
-        raise _Fail("the map contains NaN: an all-zero map divided by its max (0) — divide by max + eps instead")
+        raise CaseFailed("the map contains NaN: an all-zero map divided by its max (0) — divide by max + eps instead")
     if not np.isfinite(a).all():
-        raise _Fail("the map contains infinity")
+        raise CaseFailed("the map contains infinity")
     # a cubic resize overshoots [0, 1] (measured on the check cases: by up to 0.18), so that much is allowed
     if a.min() < -0.3 or a.max() > 1.3:
-        raise _Fail(
+        raise CaseFailed(
             f"values range from {a.min():.3g} to {a.max():.3g}; expected [0, 1] (ReLU, then divide by max + eps)"
         )
     return a
 
 
-def _compare_maps(got, want, mistakes=(), generic="check which axes you average or sum over"):
+def compare_maps(got, want, mistakes=(), generic="check which axes you average or sum over"):
     """Pass within :data:`MAP_TOLERANCE`; otherwise name the mistake whose map ``got`` matches, if any."""
     got = np.clip(got, 0.0, 1.0)  # a cubic resize's overshoot is no mistake
     err = np.abs(got - want)
@@ -231,12 +235,21 @@ def _compare_maps(got, want, mistakes=(), generic="check which axes you average 
     for alt, hint in [*mistakes, *flips]:
         d = np.abs(got - alt).mean()
         if d <= MAP_TOLERANCE and d < err.mean():
-            raise _Fail(hint)
+            raise CaseFailed(hint)
     y, x = np.unravel_index(int(np.argmax(err)), err.shape)
-    raise _Fail(
+    raise CaseFailed(
         f"values differ: mean difference {err.mean():.3f} (a correct map differs by less than {MAP_TOLERANCE}); "
         f"at (row {y}, col {x}) you have {got[y, x]:.3f}, expected {want[y, x]:.3f}; {generic}"
     )
+
+
+def judge_map(got, want, shape, what: str, mistakes=(), generic="check which axes you average or sum over") -> None:
+    """Raise :class:`CaseFailed` with a hint unless ``got`` is a map of ``shape`` close to ``want``.
+
+    Close means within :data:`MAP_TOLERANCE`; the hint names the mistake of ``mistakes`` (``[(map, hint)]``) that
+    ``got`` matches, if any.
+    """
+    compare_maps(as_map(got, shape, what), want, mistakes, generic)
 
 
 # --------------------------------------------------------------------------- the checks
@@ -246,12 +259,12 @@ def check_cam(generate_cam) -> None:
 
     def case(item):
         def run():
-            want = _reference_map(_cam.cam, model, item, "features")
-            got = _as_map(generate_cam(model, dict(item), "features"), item["image"].shape[:2], "generate_cam")
-            _compare_maps(
+            want = reference_map(_cam.cam, model, item, "features")
+            got = as_map(generate_cam(model, dict(item), "features"), item["image"].shape[:2], "generate_cam")
+            compare_maps(
                 got,
                 want,
-                _mistakes(_cam.cam, model, item, "features", softmax=False),
+                map_mistakes(_cam.cam, model, item, "features", softmax=False),
                 "check the maps' layer, the kernel's column (item['label']) and the sum over channels",
             )
 
@@ -260,60 +273,81 @@ def check_cam(generate_cam) -> None:
     _run("cam", "Task 1 — CAM", [case(i) for i in _items()] + [case(_zero_item())])
 
 
+def overlay_reference(image, heat, alpha: float, cmap: str = OVERLAY_CMAP) -> np.ndarray:
+    """Task 2's expected blend (float): resize the heatmap bilinearly to the image, colour it, then blend."""
+    colored = _viz.colorize(_cam.upsample(heat, image.shape[:2]), cmap=cmap).astype(np.float64)
+    return (1 - alpha) * image.astype(np.float64) + alpha * colored
+
+
+def judge_overlay(got, image, heat, alpha: float) -> None:
+    """Raise :class:`CaseFailed` with a hint unless ``got`` is task 2's blend of ``heat`` over ``image``.
+
+    Tolerances: at ``alpha = 0`` every pixel within 1 level of the image; otherwise a mean difference of at most
+    4 levels (6 at ``alpha = 1``, where the colours alone decide), which bilinear resizes written with OpenCV or
+    TensorFlow meet. A wrong blend is compared with what typical mistakes give — colouring the small map and
+    resizing the colours, BGR channels (``cv2.applyColorMap``), the old ``jet`` colour map — and the hint names it.
+    """
+    import cv2
+
+    if got is None:
+        raise CaseFailed("returned None — did you forget the `return`?")
+    got = np.asarray(got)
+    if got.shape != image.shape:
+        raise CaseFailed(
+            f"shape {got.shape}, expected the image's {image.shape}: resize the heatmap to the image first"
+        )
+    if got.dtype != np.uint8:
+        raise CaseFailed(f"dtype {got.dtype}, expected uint8 (round and clip to 0..255)")
+    got = got.astype(np.float64)
+    if alpha == 0:
+        if np.abs(got - image).max() > 1:
+            raise CaseFailed(
+                "with alpha=0 the result must be the image itself: blend (1 - alpha) * image + alpha * heat"
+            )
+        return
+    want = overlay_reference(image, heat, alpha)
+    diff = np.abs(got - want).mean()
+    if diff <= (6 if alpha >= 1 else 4):
+        return
+    img = image.astype(np.float64)
+    colour_first = cv2.resize(_viz.colorize(heat, cmap=OVERLAY_CMAP), (image.shape[1], image.shape[0]))
+    bgr = _viz.colorize(_cam.upsample(heat, image.shape[:2]), cmap=OVERLAY_CMAP)[..., ::-1]
+    suspects = [
+        (colour_first, "you coloured the small map and then resized the colours: resize the heatmap bilinearly "
+         "to the image first, then colour it"),
+        (bgr, "your colours are in BGR order (cv2.applyColorMap returns BGR): use matplotlib.colormaps"
+         f"[{OVERLAY_CMAP!r}], whose RGB channels match the image"),
+        (_viz.colorize(_cam.upsample(heat, image.shape[:2]), cmap="jet"),
+         f"your colours are the 'jet' colour map: use the course's perceptual map, {OVERLAY_CMAP!r}"),
+    ]  # fmt: skip
+    for colored, hint in suspects:
+        if np.abs(got - ((1 - alpha) * img + alpha * colored)).mean() < diff / 2:
+            raise CaseFailed(f"mean difference {diff:.0f} levels — {hint}")
+    raise CaseFailed(
+        f"alpha={alpha:g}: mean difference {diff:.0f} levels from (1 - alpha) * image + alpha * colorized heatmap "
+        f"(matplotlib {OVERLAY_CMAP!r}, RGB, scaled to 0..255) — BGR from cv2.applyColorMap? "
+        "a heatmap not scaled to 0..255? alpha on the wrong term?"
+    )
+
+
 def check_overlay(visualize_cam_on_image) -> None:
     """Task 2: ``visualize_cam_on_image(image, cam_image, alpha)`` -> uint8 blend at the image's size."""
     rng = np.random.default_rng(3)
     image = rng.integers(0, 255, (30, 44, 3), dtype=np.uint8)
     heat = rng.random((7, 7)).astype(np.float32)
 
-    def out(alpha, h=heat):
-        got = visualize_cam_on_image(image.copy(), h, alpha)
-        if got is None:
-            raise _Fail("returned None — did you forget the `return`?")
-        got = np.asarray(got)
-        if got.shape != image.shape:
-            raise _Fail(f"shape {got.shape}, expected the image's {image.shape}: resize the heatmap to the image first")
-        if got.dtype != np.uint8:
-            raise _Fail(f"dtype {got.dtype}, expected uint8 (round and clip to 0..255)")
-        return got.astype(int)
-
-    def alpha0():
-        if np.abs(out(0.0) - image).max() > 1:
-            raise _Fail("with alpha=0 the result must be the image itself: blend (1 - alpha) * image + alpha * heat")
-
-    def alpha1():
-        want = _viz.colorize(_cam.upsample(heat, image.shape[:2]))
-        got = out(1.0)
-        diff = np.abs(got - want.astype(int)).mean()
-        if diff > 6:
-            import cv2
-
-            colour_first = cv2.resize(
-                _viz.colorize(heat), (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR
-            )
-            if np.abs(got - colour_first.astype(int)).mean() < diff / 2:
-                raise _Fail(
-                    f"with alpha=1 the result must be the colorized heatmap; mean difference {diff:.0f} levels — "
-                    "you coloured the small map and then resized the colours: resize the heatmap bilinearly to the "
-                    "image first, then colour it"
-                )
-            raise _Fail(
-                f"with alpha=1 the result must be the colorized heatmap (matplotlib 'jet', RGB); mean difference "
-                f"{diff:.0f} levels — BGR from cv2.applyColorMap? a heatmap not scaled to 0..255?"
-            )
-
-    def half():
-        want = 0.5 * image + 0.5 * _viz.colorize(_cam.upsample(heat, image.shape[:2]))
-        if np.abs(out(0.5) - want).mean() > 4:
-            raise _Fail("alpha=0.5 must give the average of image and colorized heatmap")
-
-    def zeros():
-        out(0.4, np.zeros((7, 7), np.float32))
+    def case(alpha, h=heat):
+        return lambda: judge_overlay(visualize_cam_on_image(image.copy(), h.copy(), alpha), image, h, alpha)
 
     _run(
         "overlay",
         "Task 2 — overlay",
-        [("alpha = 0", alpha0), ("alpha = 1", alpha1), ("alpha = 0.5", half), ("an all-zero heatmap", zeros)],
+        [
+            ("alpha = 0", case(0.0)),
+            ("alpha = 1", case(1.0)),
+            ("alpha = 0.5", case(0.5)),
+            ("an all-zero heatmap", case(0.4, np.zeros((7, 7), np.float32))),
+        ],
     )
 
 
@@ -323,12 +357,12 @@ def check_grad_cam(generate_grad_cam) -> None:
 
     def case(item, layer):
         def run():
-            want = _reference_map(_cam.grad_cam, model, item, layer)
-            got = _as_map(generate_grad_cam(model, layer, dict(item)), item["image"].shape[:2], "generate_grad_cam")
-            _compare_maps(
+            want = reference_map(_cam.grad_cam, model, item, layer)
+            got = as_map(generate_grad_cam(model, layer, dict(item)), item["image"].shape[:2], "generate_grad_cam")
+            compare_maps(
                 got,
                 want,
-                _mistakes(_cam.grad_cam, model, item, layer, softmax=True),
+                map_mistakes(_cam.grad_cam, model, item, layer, softmax=True),
                 "check which axes you average the gradient over (height and width: one weight per channel)",
             )
 
@@ -348,14 +382,16 @@ def check_grad_cam(generate_grad_cam) -> None:
     )
 
 
-def _as_box(got, what="get_bbox"):
+def as_box(got, what="get_bbox"):
     if got is None:
-        raise _Fail(f"{what} returned None for a map with a region above the threshold")
+        raise CaseFailed(f"{what} returned None for a map with a region above the threshold")
     b = np.asarray(got, np.float64).reshape(-1)
     if b.shape != (4,):
-        raise _Fail(f"returned {b.shape[0]} numbers; a box is [ymin, xmin, ymax, xmax]")
+        raise CaseFailed(f"returned {b.shape[0]} numbers; a box is [ymin, xmin, ymax, xmax]")
     if (b < -1e-6).any() or (b > 1 + 1e-6).any():
-        raise _Fail(f"box {np.round(b, 3).tolist()} is not normalised: divide rows by the height, columns by the width")
+        raise CaseFailed(
+            f"box {np.round(b, 3).tolist()} is not normalised: divide rows by the height, columns by the width"
+        )
     return b
 
 
@@ -410,6 +446,63 @@ def _contour_boxes(mask) -> dict[str, list[np.ndarray]]:
     return out
 
 
+def _close_box(b, ref, shape) -> bool:
+    h, w = shape
+    return np.abs((np.asarray(b) - np.asarray(ref)) * np.array([h, w, h, w])).max() <= BOX_TOLERANCE_PX
+
+
+def _diagnose_box(b, m, want, thresh) -> None:
+    """Raise :class:`CaseFailed` naming the mistake whose box ``b`` matches (``want`` is the right box)."""
+    if _close_box(b, want[[1, 0, 3, 2]], m.shape):
+        raise CaseFailed("coordinates are swapped: the canonical format is [ymin, xmin, ymax, xmax] (rows first)")
+    absolute = _boxes.heatmap_to_box(m, thresh / m.max()) if m.max() > thresh else None  # pixels above thresh
+    if absolute is not None and not _close_box(absolute, want, m.shape) and _close_box(b, absolute, m.shape):
+        raise CaseFailed(
+            "the threshold must be relative to the map's maximum (keep pixels >= score_thresh * max): "
+            "your box is the one of an absolute threshold"
+        )
+    mask = (m >= thresh * m.max()).astype(np.uint8)
+    ys, xs = np.nonzero(mask)
+    H, W = m.shape
+    union = np.array([ys.min() / H, xs.min() / W, (ys.max() + 1) / H, (xs.max() + 1) / W])
+    if _close_box(b, union, m.shape):
+        raise CaseFailed(
+            "your box spans every pixel above the threshold, all regions together: split the mask into "
+            "connected regions (cv2.findContours) and keep the largest"
+        )
+    matches: dict[str, list[str]] = {}  # "contours[0]" -> the retrieval modes that list that box there
+    for mode, listed in _contour_boxes(mask).items():
+        for i, other in enumerate(listed):
+            if _close_box(b, other, m.shape) and not _close_box(other, want, m.shape):
+                which = "contours[0]" if i == 0 else "contours[-1]" if i == len(listed) - 1 else f"contours[{i}]"
+                matches.setdefault(which, []).append(mode)
+    if matches:
+        which, modes = next(iter(sorted(matches.items(), key=lambda kv: kv[0] != "contours[0]")))
+        raise CaseFailed(
+            f"you returned the box of a smaller contour: the one cv2.findContours lists as {which} "
+            f"(with {', '.join(modes)}). OpenCV lists contours in the order it finds them, not by size: "
+            "keep the largest, max(contours, key=cv2.contourArea)"
+        )
+    raise CaseFailed(f"box {np.round(b, 3).tolist()}, expected about {np.round(want, 3).tolist()}")
+
+
+def judge_box(got, heatmap, thresh: float) -> None:
+    """Raise :class:`CaseFailed` with a hint unless ``got`` is task 4's box of ``heatmap`` at ``thresh``.
+
+    The expected box is :func:`helpers.boxes.heatmap_to_box` (largest region above ``thresh * max``), or None
+    for a map without a positive maximum; a box passes within :data:`BOX_TOLERANCE_PX` per side.
+    """
+    m = np.asarray(heatmap, np.float64)
+    want = _boxes.heatmap_to_box(m, thresh) if m.max() > 0 else None
+    if want is None:
+        if got is not None:
+            raise CaseFailed(f"a map whose maximum is <= 0 has no region: return None, not {got!r}")
+        return
+    b = as_box(got)
+    if not _close_box(b, want, m.shape):
+        _diagnose_box(b, m, want, thresh)
+
+
 def check_bbox(get_bbox) -> None:
     """Task 4: ``get_bbox(cam_image, score_thresh)`` -> normalised ``[ymin, xmin, ymax, xmax]`` or None.
 
@@ -419,45 +512,8 @@ def check_bbox(get_bbox) -> None:
     """
     thresh = 0.5
 
-    def close(b, ref, shape):
-        h, w = shape
-        return np.abs((np.asarray(b) - np.asarray(ref)) * np.array([h, w, h, w])).max() <= BOX_TOLERANCE_PX
-
-    def diagnose(b, m, want):
-        if close(b, want[[1, 0, 3, 2]], m.shape):
-            raise _Fail("coordinates are swapped: the canonical format is [ymin, xmin, ymax, xmax] (rows first)")
-        mask = (m >= thresh * m.max()).astype(np.uint8)
-        ys, xs = np.nonzero(mask)
-        H, W = m.shape
-        union = np.array([ys.min() / H, xs.min() / W, (ys.max() + 1) / H, (xs.max() + 1) / W])
-        if close(b, union, m.shape):
-            raise _Fail(
-                "your box spans every pixel above the threshold, all regions together: split the mask into "
-                "connected regions (cv2.findContours) and keep the largest"
-            )
-        matches: dict[str, list[str]] = {}  # "contours[0]" -> the retrieval modes that list that box there
-        for mode, listed in _contour_boxes(mask).items():
-            for i, other in enumerate(listed):
-                if close(b, other, m.shape) and not close(other, want, m.shape):
-                    which = "contours[0]" if i == 0 else "contours[-1]" if i == len(listed) - 1 else f"contours[{i}]"
-                    matches.setdefault(which, []).append(mode)
-        if matches:
-            which, modes = next(iter(sorted(matches.items(), key=lambda kv: kv[0] != "contours[0]")))
-            raise _Fail(
-                f"you returned the box of a smaller contour: the one cv2.findContours lists as {which} "
-                f"(with {', '.join(modes)}). OpenCV lists contours in the order it finds them, not by size: "
-                "keep the largest, max(contours, key=cv2.contourArea)"
-            )
-        raise _Fail(f"box {np.round(b, 3).tolist()}, expected about {np.round(want, 3).tolist()}")
-
     def largest(m):
-        def run():
-            want = _boxes.heatmap_to_box(m, thresh)
-            b = _as_box(get_bbox(m.copy(), thresh))
-            if not close(b, want, m.shape):
-                diagnose(b, m, want)
-
-        return run
+        return lambda: judge_box(get_bbox(m.copy(), thresh), m, thresh)
 
     maps = bbox_maps()
     scaled = maps[0][1]
@@ -465,50 +521,63 @@ def check_bbox(get_bbox) -> None:
     def relative():
         got = get_bbox(scaled * 0.4, thresh)
         unscaled = get_bbox(scaled.copy(), thresh)
-        if got is None or unscaled is None or not close(_as_box(got), _as_box(unscaled), scaled.shape):
-            raise _Fail("the threshold must be relative to the map's maximum: scaling the map must not change the box")
-        want = _boxes.heatmap_to_box(scaled, thresh)
-        if not close(_as_box(got), want, scaled.shape):  # the same box, wrong for another reason: say which
-            diagnose(_as_box(got), scaled, want)
-
-    def empty():
-        got = get_bbox(np.zeros((8, 8), np.float32), thresh)
-        if got is not None:
-            raise _Fail(f"an all-zero map has no region: return None, not {got!r}")
+        if got is None or unscaled is None or not _close_box(as_box(got), as_box(unscaled), scaled.shape):
+            raise CaseFailed(
+                "the threshold must be relative to the map's maximum: scaling the map must not change the box"
+            )
+        judge_box(got, scaled, thresh)  # the same box, wrong for another reason: say which
 
     def untouched():
         m = scaled.copy()
         get_bbox(m, thresh)
         if not np.array_equal(m, scaled):
-            raise _Fail("your function modified the heatmap it was given: work on a copy")
+            raise CaseFailed("your function modified the heatmap it was given: work on a copy")
 
     _run(
         "bbox",
         "Task 4 — box from a heatmap",
         [(name, largest(m)) for name, m in maps]
-        + [("scaled map (x 0.4)", relative), ("all-zero map", empty), ("input left unchanged", untouched)],
+        + [
+            ("scaled map (x 0.4)", relative),
+            ("all-zero map", largest(np.zeros((8, 8), np.float32))),
+            ("input left unchanged", untouched),
+        ],
     )
+
+
+def judge_iou(got, a, b, hint: str) -> None:
+    """Raise :class:`CaseFailed` unless ``got`` is the IoU of boxes ``a`` and ``b`` to 1e-6.
+
+    ``hint`` says what the case tests. An intersection left unclamped (negative height times negative width) is
+    named as such.
+    """
+    if got is None:
+        raise CaseFailed("returned None — did you forget the `return`?")
+    try:
+        got = float(np.asarray(got, np.float64).reshape(()))
+    except (TypeError, ValueError):
+        raise CaseFailed(f"returned {type(got).__name__} {str(got)[:40]!r}, expected one float") from None
+    want = _boxes.iou(a, b)
+    if not np.isfinite(got):
+        raise CaseFailed(f"IoU {got}: {hint}")
+    if abs(got - want) <= 1e-6:
+        return
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    inter = (min(a[2], b[2]) - max(a[0], b[0])) * (min(a[3], b[3]) - max(a[1], b[1]))  # not clamped
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    if want == 0 and union > 0 and abs(got - inter / union) <= 1e-6:
+        raise CaseFailed(
+            f"IoU {got:.4f}, expected 0: the boxes do not overlap, yet your intersection is not 0 — clamp its height "
+            "and width at 0 (two negative sides multiply to a positive area)"
+        )
+    raise CaseFailed(f"IoU {got:.4f}, expected {want:.4f}: {hint}")
 
 
 def check_iou(get_iou) -> None:
     """Task 5: ``get_iou(gt_bbox, pred_bbox)`` -> IoU of two ``[ymin, xmin, ymax, xmax]`` boxes."""
 
-    def value(a, b):
-        got = get_iou(np.array(a, np.float64), np.array(b, np.float64))
-        if got is None:
-            raise _Fail("returned None — did you forget the `return`?")
-        return float(got)
-
     def case(a, b, hint):
-        def run():
-            want = _boxes.iou(a, b)
-            got = value(a, b)
-            if not np.isfinite(got):
-                raise _Fail(f"IoU {got}: {hint}")
-            if abs(got - want) > 1e-6:
-                raise _Fail(f"IoU {got:.4f}, expected {want:.4f}: {hint}")
-
-        return run
+        return lambda: judge_iou(get_iou(np.array(a, np.float64), np.array(b, np.float64)), a, b, hint)
 
     _run(
         "iou",
