@@ -1,4 +1,4 @@
-"""Command line: ``python -m helpers predict|gradcam|localize|trust|visualize ...``.
+"""Command line: ``python -m helpers predict|gradcam|localize|trust|visualize|grade ...``.
 
 Errors a user can cause (a missing file, a bad option, an unwritable ``--out``)
 print one line to stderr and exit with status 2, before any slow work starts
@@ -203,6 +203,44 @@ def trust(args) -> int:
     return 0
 
 
+def _parameter(text: str) -> tuple[str, object]:
+    import ast
+
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip().isidentifier():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    try:
+        return name.strip(), ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return name.strip(), value  # a bare word is a string: --param DATASET=toy_cars/tiny
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 1 <= value <= 86_400:
+        raise argparse.ArgumentTypeError(f"expected seconds from 1 to 86400, got {text!r}")
+    return value
+
+
+def grade(args) -> int:
+    from . import grading
+
+    try:
+        rows = grading.grade(
+            args.submissions, args.out, timeout=args.timeout, cell_timeout=args.cell_timeout,
+            memory_mb=args.memory, jobs=args.jobs, force=args.force, parameters=dict(args.param), keep=args.keep,
+        )  # fmt: skip
+    except KeyboardInterrupt:
+        print(f"interrupted: the rows graded so far are in {args.out / 'grades.csv'}", file=sys.stderr)
+        return 130
+    ok = sum(r["status"] == "ok" for r in rows)
+    print(f"{len(rows)} submissions, {ok} ok; mean {sum(r['total'] for r in rows) / len(rows):.2f} points")
+    return 0
+
+
 def main(argv=None) -> int:
     from . import models
 
@@ -258,6 +296,26 @@ def main(argv=None) -> int:
     v.add_argument("--plain", action="store_true", help="raw pixels, no transformations (the unregularised method)")
     v.add_argument("--out", type=Path, required=True)
     v.set_defaults(func=visualize)
+    gr = sub.add_parser(
+        "grade",
+        help="grade a folder of returned project notebooks (06): grades.csv, feedback pages, summary.png",
+        description="Grade every *.ipynb under SUBMISSIONS (one student per file, named by its stem) on hidden "
+        "cases, each notebook in its own sandboxed process (bubblewrap where installed; the first lines say what "
+        "isolation is in force). Writes OUT/grades.csv, OUT/feedback/<student>.html and OUT/summary.png.",
+    )
+    gr.add_argument("submissions", type=Path, help="folder of returned notebooks")
+    gr.add_argument("--out", type=Path, required=True, help="folder for the results (not inside SUBMISSIONS)")
+    gr.add_argument("--timeout", type=_seconds, default=300, help="seconds per submission (default 300)")
+    gr.add_argument("--cell-timeout", type=_seconds, default=120, help="seconds per code cell (default 120)")
+    gr.add_argument("--memory", type=_positive, default=4096, help="MB of memory per submission (default 4096)")
+    gr.add_argument("--jobs", type=_positive, default=1, help="submissions graded at once (default 1)")
+    gr.add_argument("--force", action="store_true", help="re-grade submissions that did not change")
+    gr.add_argument(
+        "--param", type=_parameter, action="append", default=[], metavar="NAME=VALUE",
+        help="override a notebook parameter, e.g. --param DATASET=toy_cars/tiny (see helpers.grading.PARAMETERS)",
+    )  # fmt: skip
+    gr.add_argument("--keep", action="store_true", help="keep each submission's working folder in OUT/.work")
+    gr.set_defaults(func=grade)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help (0) or a usage error (2), already printed

@@ -498,6 +498,11 @@ def judge_box(got, heatmap, thresh: float) -> None:
         if got is not None:
             raise CaseFailed(f"a map whose maximum is <= 0 has no region: return None, not {got!r}")
         return
+    if got is None and m.max() <= thresh:
+        raise CaseFailed(
+            "you returned None, but the region above score_thresh * max is not empty: the threshold is relative "
+            "to the map's maximum, not an absolute value"
+        )
     b = as_box(got)
     if not _close_box(b, want, m.shape):
         _diagnose_box(b, m, want, thresh)
