@@ -20,7 +20,7 @@ export TF_CPP_MIN_LOG_LEVEL := 3
 export PYTHONHASHSEED := 0
 export MPLBACKEND := Agg
 
-.PHONY: course test unit nbval lint lab notebooks exercises student-copy site site-deps bench clean
+.PHONY: course test unit nbval lint lab notebooks exercises student-copy grade site site-deps bench clean
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -53,6 +53,11 @@ exercises: $(STAMP)
 ## student-copy: fail when the committed student copy is stale (part of `make test`)
 student-copy:
 	@$(BIN)/python -m tools.student_copy --check $(PROJECT_SOLUTION) $(PROJECT_STUDENT)
+
+## grade SUBMISSIONS=DIR [OUT=build/grades] [JOBS=1]: grade returned project notebooks (grades.csv, feedback/, summary.png)
+grade: $(STAMP)
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=folder-of-notebooks [OUT=build/grades] [JOBS=2]"; exit 2; }
+	@$(BIN)/python -m helpers grade "$(SUBMISSIONS)" --out "$(or $(OUT),build/grades)" --jobs $(or $(JOBS),1)
 
 ## site: static website from the committed, executed notebooks (not re-executed) in build/site/
 site: $(SITE_STAMP)
