@@ -16,9 +16,18 @@ import threading
 from pathlib import Path
 
 import cv2
-import matplotlib
 import numpy as np
 import pytest
+from test_exercises import (
+    good_bbox,
+    good_cam,
+    good_grad_cam,
+    good_iou,
+    good_overlay,
+    make_bbox,
+    make_cam,
+    make_grad_cam,
+)
 
 from helpers import exercises, grading
 from helpers.grading import cases, runner, sandbox
@@ -31,82 +40,18 @@ tf = pytest.importorskip("tensorflow")
 
 
 # ---------------------------------------------------------------- the solution's functions, and the seed bugs
-def to_map(a, image):
-    a = np.maximum(np.asarray(a), 0)
-    a = a / (a.max() + 1e-7)
-    h, w = image.shape[:2]
-    return cv2.resize(a.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
-
-
-def generate_cam(model, item, layer_name="features"):
-    x = exercises.to_input(model, item["image"])
-    features = keras.Model(model.input, model.get_layer(layer_name).output)(x)
-    weights = model.get_layer("logits").get_weights()[0][:, item["label"]]
-    return to_map(np.asarray(features[0]) @ weights, item["image"])
-
-
-def make_grad_cam(score_of="logits"):
-    def generate_grad_cam(model, activation_layer, item):
-        x = exercises.to_input(model, item["image"])
-        out = model.get_layer("logits").output if score_of == "logits" else model.output
-        taps = keras.Model(model.input, [model.get_layer(activation_layer).output, out])
-        with tf.GradientTape() as tape:
-            a, s = taps(x)
-            score = s[:, item["label"]]
-        g = tape.gradient(score, a)[0]
-        return to_map(np.asarray(a[0]) @ np.mean(g, axis=(0, 1)), item["image"])
-
-    return generate_grad_cam
-
-
-def visualize_cam_on_image(image, cam_image, alpha=0.4):
-    heat = cv2.resize(np.asarray(cam_image, np.float32), (image.shape[1], image.shape[0]))
-    colored = matplotlib.colormaps["inferno"](np.clip(heat, 0, 1))[..., :3] * 255
-    return np.clip(np.rint((1 - alpha) * image + alpha * colored), 0, 255).astype(np.uint8)
-
-
-def make_bbox(pick="largest", swap=False, absolute=False):
-    def get_bbox(cam_image, score_thresh=0.5):
-        peak = float(np.max(cam_image))
-        if peak <= 0:
-            return None
-        cut = score_thresh if absolute else score_thresh * peak
-        mask = (np.asarray(cam_image) >= cut).astype(np.uint8)
-        contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-        if not contours:
-            return None
-        c = max(contours, key=cv2.contourArea) if pick == "largest" else contours[0]
-        x, y, bw, bh = cv2.boundingRect(c)
-        H, W = mask.shape
-        box = [y / H, x / W, (y + bh) / H, (x + bw) / W]
-        return np.array([box[1], box[0], box[3], box[2]] if swap else box)
-
-    return get_bbox
-
-
-def make_iou(clamp=True, guard=True):
-    def get_iou(a, b):
-        a, b = np.asarray(a, float), np.asarray(b, float)
-        ih, iw = min(a[2], b[2]) - max(a[0], b[0]), min(a[3], b[3]) - max(a[1], b[1])
-        if clamp:
-            ih, iw = max(0.0, ih), max(0.0, iw)
-        inter = ih * iw
-        union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-        if guard and union <= 0:
-            return 0.0
-        with np.errstate(all="ignore"):
-            return float(np.float64(inter) / union)
-
-    return get_iou
-
-
+# (the learner implementations of tests/test_exercises.py: correct variants and each typical mistake)
 SOLUTION_FUNCTIONS = {
-    "generate_cam": generate_cam,
-    "visualize_cam_on_image": visualize_cam_on_image,
-    "generate_grad_cam": make_grad_cam(),
-    "get_bbox": make_bbox(),
-    "get_iou": make_iou(),
+    "generate_cam": good_cam,
+    "visualize_cam_on_image": good_overlay,
+    "generate_grad_cam": good_grad_cam,
+    "get_bbox": good_bbox,
+    "get_iou": good_iou,
 }
+
+
+def iou_without(**mistake):
+    return lambda a, b: good_iou(a, b, **mistake)
 
 
 def graded(tmp_path, **replace):
@@ -134,8 +79,8 @@ def test_the_solution_earns_every_point(tmp_path):
         ("get_bbox", make_bbox(swap=True), "coordinates are swapped"),
         ("get_bbox", make_bbox(absolute=True), "relative to the map's maximum"),
         ("generate_grad_cam", make_grad_cam(score_of="softmax"), "softmax *probability*"),
-        ("get_iou", make_iou(clamp=False), "clamp its height and width at 0"),
-        ("get_iou", make_iou(guard=False), "the union is 0"),
+        ("get_iou", iou_without(clamp=False), "clamp its height and width at 0"),
+        ("get_iou", iou_without(guard=False), "the union is 0"),
     ],
     ids=["contours0", "swapped", "absolute-threshold", "softmax", "no-clamp", "zero-union"],
 )
@@ -146,18 +91,17 @@ def test_each_seed_bug_loses_exactly_its_task_with_its_hint(tmp_path, task, fn, 
 
 
 def test_mistakes_of_the_other_tasks_are_named(tmp_path):
-    def another_class(model, item, layer_name="features"):
-        return generate_cam(model, {**item, "label": (item["label"] + 1) % 4}, layer_name)
-
     def bgr(image, cam_image, alpha=0.4):
-        return visualize_cam_on_image(image, cam_image, alpha)[..., ::-1].copy()
+        return good_overlay(image, cam_image, alpha)[..., ::-1].copy()
 
     def in_place(cam_image, score_thresh=0.5):
-        box = make_bbox()(cam_image, score_thresh)
+        box = good_bbox(cam_image, score_thresh)
         cam_image[...] = 0
         return box
 
-    points, detail = graded(tmp_path, generate_cam=another_class, visualize_cam_on_image=bgr, get_bbox=in_place)
+    points, detail = graded(
+        tmp_path, generate_cam=make_cam(label_shift=1), visualize_cam_on_image=bgr, get_bbox=in_place
+    )
     assert points["generate_cam"] == 0 and "not the item's class" in hints(detail, "generate_cam")
     assert points["visualize_cam_on_image"] == 0 and "BGR" in hints(detail, "visualize_cam_on_image")
     assert points["get_bbox"] == 0 and "modified an input" in hints(detail, "get_bbox")

@@ -83,6 +83,7 @@ def feedback_html(row: dict, detail: dict, isolation: list[str]) -> str:
 def summary_png(path: Path, rows: list[dict]) -> None:
     """The class at a glance: the distribution of totals and the share of the class that failed each task."""
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
@@ -93,6 +94,7 @@ def summary_png(path: Path, rows: list[dict]) -> None:
     bins = np.arange(-0.5, total_max + 1.5, 1.0)
     a.hist(totals, bins=bins, color="#3b6ea8", edgecolor="white")
     a.set_xticks(range(total_max + 1))
+    a.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     a.set_xlabel("points")
     a.set_ylabel("students")
     a.set_title(f"Scores of {len(rows)} submissions (max {total_max})")
@@ -100,6 +102,7 @@ def summary_png(path: Path, rows: list[dict]) -> None:
     bars = b.barh(range(len(TASKS))[::-1], failed, color="#c0504d")
     b.set_yticks(range(len(TASKS))[::-1], [f"{TASK_TITLES[t].split(' — ')[1]}\n({t})" for t in TASKS], fontsize=9)
     b.set_xlim(0, 1)
+    b.xaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
     b.set_xlabel("share of the class that did not earn the task's points")
     b.set_title("Which tasks the class missed")
     for bar, share in zip(bars, failed):
