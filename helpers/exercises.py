@@ -75,7 +75,7 @@ together, or with x and y swapped is at least 4 pixels away on some side.
 
 
 # --------------------------------------------------------------------------- reference cases
-def tiny_cam_model(seed: int = 0):
+def tiny_cam_model(seed: int = 0, size: int = 32, classes: int = 3, logit_scale: float = 1.0):
     """The checks' small stand-in model with fixed random weights, laid out like the course's CAM classifier.
 
     32x32 input -> conv ``"early"`` (32x32x6) -> conv ``"features"`` (16x16x5) -> GAP -> dense ``"logits"``
@@ -83,18 +83,20 @@ def tiny_cam_model(seed: int = 0):
 
     It has the layout of the course's CAM classifier (so a learner's function works on both) and runs in
     milliseconds; the dense layer's weights differ across channels and classes, so a wrong class, axis or
-    score gives a visibly different map.
+    score gives a visibly different map. The grader's hidden cases use another seed, size and class count,
+    and a ``logit_scale`` that makes the softmax saturate.
     """
-    inp = keras.Input((32, 32, 3))
+    inp = keras.Input((size, size, 3))
     x = keras.layers.Conv2D(6, 3, padding="same", activation="relu", name="early")(inp)
     x = keras.layers.Conv2D(5, 3, strides=2, padding="same", activation="relu", name="features")(x)
     x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
-    x = keras.layers.Dense(3, name="logits")(x)
+    x = keras.layers.Dense(classes, name="logits")(x)
     model = keras.Model(inp, keras.layers.Activation("softmax", name="predictions")(x), name="tiny_cam")
     rng = np.random.default_rng(seed)
     weights = [rng.normal(0, 0.5, w.shape).astype(np.float32) for w in model.get_weights()]
     weights[1][:] = 0.0  # no conv biases: an all-zero input gives all-zero maps
     weights[3][:] = 0.0
+    weights[4] = weights[4] * np.float32(logit_scale)
     model.set_weights(weights)
     return model
 

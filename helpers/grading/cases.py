@@ -49,29 +49,11 @@ class Case:
 
 @functools.cache
 def hidden_model(confident: bool = False):
-    """The hidden cases' model: the layout of :func:`helpers.exercises.tiny_cam_model`, 40x40 input, 4 classes.
+    """The hidden cases' model: :func:`helpers.exercises.tiny_cam_model`'s layout, 40x40 input, 4 classes.
 
     ``confident`` scales the dense layer by 8, so the softmax saturates (the top class has probability ~1).
     """
-    from .._quiet import import_tensorflow
-
-    import_tensorflow()
-    import keras
-
-    inp = keras.Input((40, 40, 3))
-    x = keras.layers.Conv2D(6, 3, padding="same", activation="relu", name="early")(inp)
-    x = keras.layers.Conv2D(5, 3, strides=2, padding="same", activation="relu", name="features")(x)
-    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
-    x = keras.layers.Dense(4, name="logits")(x)
-    model = keras.Model(inp, keras.layers.Activation("softmax", name="predictions")(x), name="hidden_cam")
-    rng = np.random.default_rng(2024)
-    weights = [rng.normal(0, 0.5, w.shape).astype(np.float32) for w in model.get_weights()]
-    weights[1][:] = 0.0  # no conv biases: a mid-grey image gives all-zero maps
-    weights[3][:] = 0.0
-    if confident:
-        weights[4] = weights[4] * 8.0
-    model.set_weights(weights)
-    return model
+    return exercises.tiny_cam_model(seed=2024, size=40, classes=4, logit_scale=8.0 if confident else 1.0)
 
 
 def _image(seed: int, h: int, w: int) -> np.ndarray:
