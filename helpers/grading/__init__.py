@@ -386,7 +386,7 @@ def grade_one(student: str, path: Path, out: Path, hide: list[Path], options: di
     row.update(points, total=sum(points.values()), status=status)
     if not options.get("keep"):
         shutil.rmtree(work, ignore_errors=True)
-    return row, {**detail, "seconds": outcome.seconds}
+    return row, {**detail, "seconds": outcome.seconds, "peak_mb": outcome.peak_bytes >> 20}
 
 
 # --------------------------------------------------------------------------- the class
@@ -412,6 +412,14 @@ def _fingerprint(options: dict) -> str:
     h.update(json.dumps({k: options[k] for k in keys}, sort_keys=True, default=str).encode())
     h.update(options["isolation"].kind.encode())
     return h.hexdigest()
+
+
+def _digest(path: Path) -> str:
+    try:
+        with open(path, "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+    except OSError:
+        return ""
 
 
 def check_folders(submissions: Path, out: Path) -> tuple[Path, Path]:
@@ -485,7 +493,7 @@ def grade(
     cache_path = out / ".grades-cache.json"
     cache = {} if force else (_load_json(cache_path, 64 << 20) or {})
     key = _fingerprint(options)
-    digests = {s: hashlib.sha256(p.read_bytes()).hexdigest() for s, p in found if p.is_file()}
+    digests = {s: _digest(p) for s, p in found}
     rows = {s: c["row"] for s, c in cache.items() if s in digests and c.get("sha256") == digests[s]
             and c.get("key") == key and (out / "feedback" / f"{_safe(s)}.html").exists()}  # fmt: skip
     todo = [(s, p) for s, p in found if s not in rows]
@@ -494,9 +502,9 @@ def grade(
     echo(f"{len(found)} submissions: {len(todo)} to grade, {len(rows)} unchanged since the last run (--force)")
     if todo:
         prepare(options["parameters"], echo)
-        from .cases import all_cases
+        from .cases import warm
 
-        all_cases()
+        warm()  # the expected outputs, computed here once, before any submission runs
     hide = [submissions, out]
     stop = threading.Event()
     done = 0
@@ -519,7 +527,7 @@ def grade(
                 report.atomic_write(cache_path, json.dumps(cache))
                 done += 1
                 echo(f"[{done}/{len(todo)}] {student}: {row['total']:g}/{row['max']:g} points, {row['status']} "
-                     f"({detail.get('seconds', 0):.0f} s)")  # fmt: skip
+                     f"({detail.get('seconds', 0):.0f} s, {detail.get('peak_mb', 0):,} MB)")  # fmt: skip
             if not finished:
                 busy = [f"{running[f][0]} ({time.monotonic() - running[f][1]:.0f} s)" for f in pending if f.running()]
                 echo(f"  … still grading: {', '.join(busy) or 'starting'}")

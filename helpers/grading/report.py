@@ -48,7 +48,7 @@ def feedback_html(row: dict, detail: dict, isolation: list[str]) -> str:
         "border-bottom:1px solid #ddd;text-align:left}</style></head><body>",
         f"<h1>Project 06 — feedback for {e(row['student'])}</h1>",
         f"<p><strong>Score: {row['total']:g} / {row['max']:g} points</strong> · status: <code>{e(row['status'])}"
-        f"</code> · graded in {detail.get('seconds', 0):.0f} s</p>",
+        f"</code> · graded in {detail.get('seconds', 0):.0f} s, at most {detail.get('peak_mb', 0):,} MB of memory</p>",
         "<p>Each task was tested on hidden cases (other images, models and heatmaps than the check cells of the "
         "notebook show). A task earns its points when every hidden case passes; the hint after a ✘ is the same "
         "one the notebook's check cells give for that mistake.</p>",

@@ -106,12 +106,13 @@ def command(iso: Isolation, work: Path, argv: list[str], hide: list[Path]) -> tu
     cmd = [shutil.which("bwrap") or "bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
     cmd += ["--tmpfs", "/tmp", "--tmpfs", "/var/tmp"]
     home = Path.home().resolve()
-    covered = sorted({p.resolve() for p in [*hide, home] if p.exists() and p.resolve() != Path("/")}, key=str)
-    for p in covered:
-        cmd += ["--tmpfs", str(p)]
-    for p in _readonly_paths():  # mount back, read-only, what a hidden folder contained and Python needs
-        if any(p == c or c in p.parents for c in covered) and not any(h == p or h in p.parents for h in hide):
-            cmd += ["--ro-bind", str(p), str(p)]
+    if home.exists() and home != Path("/"):
+        cmd += ["--tmpfs", str(home)]  # ~/.keras, ~/.ssh, the teacher's other files
+        for p in _readonly_paths():  # mount back, read-only, what Python and the course need from there
+            if home in p.parents or p == home:
+                cmd += ["--ro-bind", str(p), str(p)]
+    for p in sorted({h.resolve() for h in hide if h.exists() and h.resolve() != Path("/")}, key=str):
+        cmd += ["--tmpfs", str(p)]  # last, so a folder mounted back above cannot show the submissions again
     cmd += ["--bind", str(work), INSIDE, "--chdir", INSIDE]
     cmd += ["--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--"]
     return cmd + argv, INSIDE
@@ -140,6 +141,7 @@ class Outcome:
     returncode: int | None
     seconds: float
     killed: str | None = None  # "timeout", "memory", "processes" or "cancelled" when the watchdog killed it
+    peak_bytes: int = 0  # the largest resident memory of the process tree the watchdog saw
 
 
 def _children() -> dict[int, list[int]]:
@@ -227,17 +229,19 @@ def run(
     finally:
         if log:
             out.close()
-    killed = None
+    killed, peak = None, 0
     try:
         while proc.poll() is None:
             pids = _tree(proc.pid) if sys.platform.startswith("linux") else [proc.pid]
+            rss = sum(_rss(p) for p in pids)
+            peak = max(peak, rss)
             if stop is not None and stop.is_set():
                 killed = "cancelled"
             elif time.monotonic() - start > timeout:
                 killed = "timeout"
             elif len(pids) > max_processes:
                 killed = "processes"
-            elif sum(_rss(p) for p in pids) > memory_bytes:
+            elif rss > memory_bytes:
                 killed = "memory"
             if killed:
                 _kill_tree(proc, pids)
@@ -248,4 +252,4 @@ def run(
         proc.wait()
         raise
     proc.wait()
-    return Outcome(proc.returncode, time.monotonic() - start, killed)
+    return Outcome(proc.returncode, time.monotonic() - start, killed, peak)
