@@ -110,6 +110,20 @@ def test_average_drop_and_increase_by_hand(toy):
     assert r.increase_in_confidence == pytest.approx(100 * np.mean(o > y))
 
 
+def test_a_map_that_raises_the_confidence_counts_as_no_drop(toy):
+    # hiding pixel 1 (weight -1) raises p(class 0): O > Y. Chattopadhay et al. clamp the drop at 0 there, so an
+    # explanation cannot buy a better Average Drop on one image with a confidence gain on another.
+    x = np.concatenate([X_TOY, X_TOY])
+    sal = np.stack([np.array([[1.0, 0.0], [1.0, 1.0]]), np.array([[1.0, 1.0], [0.0, 1.0]])]).astype(np.float32)
+    r = faithfulness.average_drop_increase(toy, x, sal, 0)
+    y = p0(X_TOY)
+    o = [p0(X_TOY.ravel() * sal[i].ravel()) for i in range(2)]
+    assert o[0] > y > o[1]
+    np.testing.assert_allclose(r.drop, [0.0, 100 * (y - o[1]) / y], atol=1e-4)
+    assert r.average_drop == pytest.approx(50 * (y - o[1]) / y, abs=1e-4)
+    assert r.increase.tolist() == [True, False] and r.increase_in_confidence == 50.0
+
+
 # --------------------------------------------------------------------------- ROAD
 def test_linear_imputation_reproduces_a_linear_ramp_inside_the_image():
     r, c = np.mgrid[0:8, 0:9]
@@ -270,6 +284,22 @@ def test_random_logit_explains_another_class(tiny):
     assert r.classes.tolist() == (1 - top).tolist()  # two classes: the other one
     np.testing.assert_allclose(r.maps[0], attribution.saliency(tiny, x, r.classes))
     np.testing.assert_allclose(r.spearman[0], faithfulness.spearman(r.original, r.maps[0]))
+
+
+def test_random_logit_never_draws_the_explained_class_and_reaches_every_other():
+    inp = keras.Input((3, 3, 1))
+    model = keras.Model(inp, keras.layers.Dense(5, activation="softmax")(keras.layers.Flatten()(inp)), name="five")
+    x = np.zeros((200, 3, 3, 1), np.float32)
+    explained = np.arange(200, dtype=np.int32) % 5
+    ramp = np.arange(9.0).reshape(1, 3, 3)
+
+    def method(m, images, class_index):  # cheap: the check's class draw is what is tested
+        return np.repeat(ramp, len(images), 0) * (1 + np.asarray(class_index)[:, None, None])
+
+    r = faithfulness.random_logit(model, x, method, explained, seed=1)
+    assert (r.classes != explained).all()  # a map compared with itself would pass the check for any method
+    for c in range(5):
+        assert set(r.classes[explained == c]) == set(range(5)) - {c}
 
 
 def test_embedded_model_stages_go_from_the_head_to_the_stem(lite0):
