@@ -174,6 +174,21 @@ def test_box_acc_and_choice_of_tau():
         L.box_acc_at_val_tau(picks, (test_large, test_large), np.array([0.25]))
 
 
+def test_test_thresholds_hold_every_tau_the_deployable_figures_read():
+    # V1 and each delta of V2 may pick a different tau on validation; scoring test only at test_thresholds
+    # must give the figures of the full grid
+    grid = np.array([0.1, 0.2, 0.3])
+    picks = {"tau": 0.2, "tau_v2": {0.3: 0.1, 0.5: 0.2, 0.7: 0.3}, "val_curve": []}
+    taus = L.test_thresholds(picks)
+    np.testing.assert_allclose(taus, grid)
+    large = np.array([[0.2, 0.55, 0.1], [0.6, 0.4, 0.8]])
+    best = np.array([[0.35, 0.55, 0.75], [0.25, 0.6, 0.65]])
+    cols = [int(np.argmin(np.abs(grid - t))) for t in taus]
+    full = L.box_acc_at_val_tau(picks, (large, best), grid)
+    assert L.box_acc_at_val_tau(picks, (large[:, cols], best[:, cols]), taus) == full
+    assert full["box_acc_v2_val_tau"] == pytest.approx((0.5 + 1.0 + 0.5) / 3)  # columns 0, 1, 2
+
+
 def test_centre_baseline_is_perfect_on_centred_objects_and_names_its_side():
     gt = L.centre_boxes(10, 0.4)
     r = L.centre_baseline(gt, gt)
