@@ -473,3 +473,14 @@ def test_upsample_interpolates_bilinearly():
     r = np.array([[1, 0], [0.75, 0.25], [0.25, 0.75], [0, 1]])
     np.testing.assert_allclose(cam.upsample(m, 4), r @ m @ r.T, atol=1e-6)
     np.testing.assert_allclose(cam.upsample(m[None], (4, 2))[0], r @ m, atol=1e-6)
+
+
+def test_grad_cam_plus_plus_warns_on_a_layer_with_negative_activations(vary):
+    # conv1 is before the ReLU: sum_ab A_ab < 0 makes Eq. 19's denominator 2 + sum(A) g cross zero
+    with pytest.warns(UserWarning, match=r"layer 'conv1'.*negative.*post-ReLU") as record:
+        cam.grad_cam_plus_plus(vary, X_VARY, 0, "conv1")
+    assert record[0].filename == __file__
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cam.grad_cam_plus_plus(vary, X_VARY, 0, "relu1")  # post-ReLU: the paper's setting, no warning
+        cam.grad_cam(vary, X_VARY, 0, "conv1")  # Grad-CAM's weights have no denominator

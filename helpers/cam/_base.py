@@ -239,11 +239,28 @@ def prepare(model, images, class_index, output=None):
     return x, class_indices(class_index, int(x.shape[0]), num_classes(model, output))
 
 
-def run(model, images, class_index, layer, method: str, build: Callable, return_class: bool = False, *, output=None):
-    """Check arguments, call the compiled method, return numpy maps ``(B, h, w)`` (and classes)."""
+def run(
+    model,
+    images,
+    class_index,
+    layer,
+    method: str,
+    build: Callable,
+    return_class: bool = False,
+    *,
+    output=None,
+    inspect: Callable | None = None,
+):
+    """Check arguments, call the compiled method, return numpy maps ``(B, h, w)`` (and classes).
+
+    With ``inspect``, the compiled function returns ``(maps, idx, *extra)`` and
+    ``inspect(layer, *extra)`` is called with the resolved layer (to warn about it).
+    """
     x, idx = prepare(model, images, class_index, output)
     fn = compiled(model, layer, method, build, output)
-    maps, used = fn(x, tf.constant(idx))
+    maps, used, *extra = fn(x, tf.constant(idx))
+    if inspect is not None:
+        inspect(find_layer(model, layer), *extra)
     maps = maps.numpy().astype(np.float32)
     return (maps, used.numpy()) if return_class else maps
 
