@@ -282,6 +282,9 @@ def test_bad_arguments_give_clear_errors(tiny, linear):
         attribution.integrated_gradients(tiny, x, rule="simpson")
     with pytest.raises(ValueError, match="baseline must be"):
         attribution.integrated_gradients(tiny, x, baseline=np.zeros((3, 3, 1)))
+    for bad in (np.nan, np.full((4, 4, 1), np.inf)):
+        with pytest.raises(ValueError, match="baseline contains NaN or inf"):
+            attribution.integrated_gradients(tiny, x, baseline=bad)
     with pytest.raises(ValueError, match="samples must be >= 1"):
         attribution.smoothgrad(tiny, x, samples=0)
     with pytest.raises(ValueError, match="noise must be >= 0"):

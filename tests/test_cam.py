@@ -484,3 +484,19 @@ def test_grad_cam_plus_plus_warns_on_a_layer_with_negative_activations(vary):
         warnings.simplefilter("error")
         cam.grad_cam_plus_plus(vary, X_VARY, 0, "relu1")  # post-ReLU: the paper's setting, no warning
         cam.grad_cam(vary, X_VARY, 0, "conv1")  # Grad-CAM's weights have no denominator
+
+
+@pytest.mark.parametrize(
+    "maps, size, message",
+    [
+        (np.full((2, 2), np.nan), 4, "NaN or inf"),
+        (np.zeros((1, 0, 3)), 4, "at least one pixel"),
+        (np.zeros((2, 2, 2, 1)), 4, "at least one pixel"),
+        (np.zeros((2, 2)), 0, "size must be"),
+        (np.zeros((2, 2)), (4, -1), "size must be"),
+        (np.zeros((2, 2)), (4.5, 4), "size must be"),
+    ],
+)
+def test_upsample_refuses_nan_empty_maps_and_bad_sizes(maps, size, message):
+    with pytest.raises(ValueError, match=message):
+        cam.upsample(maps, size)
