@@ -63,6 +63,16 @@ MAX_STEPS = 4096  # visualize --steps: time grows linearly (256: the default)
 DATASETS = ("toy_cars", "stanford_cars")
 
 
+def _class(text: str) -> int:
+    """``--class``: an ImageNet class name or index; a refusal names the option."""
+    from . import models
+
+    try:
+        return models.class_index(text)
+    except ValueError as exc:
+        raise UsageError(f"--class {text!r}: {exc}") from None
+
+
 def check_out(out: Path) -> Path:
     """Fail now, not after the work, if ``out`` cannot be written; create nothing.
 
@@ -111,7 +121,7 @@ def gradcam(args) -> int:
         if args.method != "scorecam":
             raise UsageError("--max-channels applies to --method scorecam only")
         options["max_channels"] = args.max_channels
-    cls = None if args.class_ is None else models.class_index(args.class_)
+    cls = None if args.class_ is None else _class(args.class_)
     image = _image(args.source)
     from . import cam, viz  # imports TensorFlow
 
@@ -141,7 +151,7 @@ def visualize(args) -> int:
         raise UsageError("--layer goes with --channel; a --class image needs no layer")
     if args.channel is not None and args.layer is None:
         raise UsageError("--channel needs --layer (e.g. --layer block6a_expand_bn)")
-    cls = None if args.class_ is None else models.class_index(args.class_)
+    cls = None if args.class_ is None else _class(args.class_)
     from . import featureviz, viz  # imports TensorFlow
 
     model = models.load(args.model)

@@ -101,6 +101,7 @@ def test_an_ambiguous_class_lists_the_candidates(tmp_path, capsys, no_model):
     assert main(["gradcam", "chelsea", "--class", "crane", "--out", str(tmp_path / "x.png")]) == 2
     err = _one_line_error(capsys)
     assert "134 (crane bird)" in err and "517 (construction crane)" in err and "pass the index" in err
+    assert "--class 'crane'" in err  # the message names the option it refuses
 
 
 def test_methods_come_from_helpers_cam(tmp_path, capsys, no_model, monkeypatch):
