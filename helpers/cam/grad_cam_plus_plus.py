@@ -69,9 +69,10 @@ def _warn_if_signed(layer, lowest) -> None:
     """Warn when the layer's maps go negative: Eq. 19's denominator can then cross zero.
 
     With ``S_k = sum_ab A_ab^k``, ``alpha = 1 / (2 + S_k g)``: for ``S_k < 0`` it
-    blows up at ``g = -2 / S_k`` and changes sign beyond (``S_k = -4``: 49, then
-    5e6, then -51 as ``g`` goes 0.49, 0.5, 0.51). Chattopadhay et al. derive it
-    for post-ReLU maps (``A >= 0``), where the denominator stays positive.
+    blows up at ``g = -2 / S_k`` and changes sign beyond (a 2 x 2 channel with
+    ``S_k = -4`` and the same ``g`` everywhere: the weight goes 49, then 5e6, then
+    -51 as ``g`` goes 0.49, 0.5, 0.51). Chattopadhay et al. derive it for post-ReLU
+    maps (``A >= 0``), where the denominator stays positive.
     """
     lowest = float(lowest)
     if lowest < 0:
