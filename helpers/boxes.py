@@ -198,10 +198,13 @@ def iou(a, b, pairwise: bool = False):
 
     Raises:
         ValueError: a box with min > max, NaN, a value outside [0, 1] (pixel
-            units), or a bad shape (more than one leading axis without
+            units), no box at all, or a bad shape (more than one leading axis without
             ``pairwise``; shapes that do not broadcast).
     """
     A, B = check_unit(a, "a"), check_unit(b, "b")
+    for name, arr in (("a", A), ("b", B)):
+        if arr.size == 0:
+            raise ValueError(f"{name} holds no box (shape {arr.shape}); an IoU needs at least one box on each side")
     single = A.ndim == 1 and B.ndim == 1
     if pairwise:
         try:

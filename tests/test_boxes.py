@@ -78,6 +78,8 @@ def test_bad_boxes_raise():
         boxes.iou([0, 1, 1], [0, 0, 1, 1])
     with pytest.raises(ValueError, match="broadcast"):
         boxes.iou(np.zeros((2, 4)), np.zeros((3, 4)), pairwise=True)
+    with pytest.raises(ValueError, match="a holds no box"):  # its mean would be NaN
+        boxes.iou(np.zeros((0, 4)), [0, 0, 1, 1], pairwise=True)
 
 
 def test_iou_of_batches_broadcasts_or_raises():
