@@ -309,7 +309,7 @@ def main(argv=None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help (0) or a usage error (2), already printed
         return int(exc.code or 0)
-    return run(args.func, args)
+    return run_command(args.func, args)
 
 
 def _first_line(exc: BaseException, limit: int = 300) -> str:
@@ -318,7 +318,7 @@ def _first_line(exc: BaseException, limit: int = 300) -> str:
     return first if len(first) <= limit else first[: limit - 1] + "…"
 
 
-def run(func, args) -> int:
+def run_command(func, args) -> int:
     """``func(args)`` with every failure turned into one line on stderr and an exit status.
 
     2: a usage error (a bad value, a missing file, a disk that refuses); 130: Ctrl-C;
