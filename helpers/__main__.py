@@ -2,7 +2,10 @@
 
 Errors a user can cause (a missing file, a bad option, an unwritable ``--out``)
 print one line to stderr and exit with status 2, before any slow work starts
-where they can be seen in advance.
+where they can be seen in advance. Nothing prints a traceback: Ctrl-C exits with
+one line and status 130; TensorFlow's errors (out of memory, internal) and any
+other failure print one line and exit with status 1 (``HELPERS_TRACEBACK=1``
+shows their traceback, for debugging).
 """
 
 from __future__ import annotations
@@ -40,6 +43,34 @@ def _positive(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return int(text)
+
+
+def _int_in(lo: int, hi: int | None = None):
+    """An argparse type: an integer from ``lo`` to ``hi`` (no upper bound when None)."""
+
+    def parse(text: str) -> int:
+        value = int(text) if text.strip().lstrip("+-").isdigit() else None
+        if value is None or value < lo or (hi is not None and value > hi):
+            bound = f"from {lo} to {hi}" if hi is not None else f">= {lo}"
+            raise argparse.ArgumentTypeError(f"must be an integer {bound}, got {text!r}")
+        return value
+
+    return parse
+
+
+MAX_SIZE = 512  # visualize --size: memory and time grow with its square (128: the default)
+MAX_STEPS = 4096  # visualize --steps: time grows linearly (256: the default)
+DATASETS = ("toy_cars", "stanford_cars")
+
+
+def _class(text: str) -> int:
+    """``--class``: an ImageNet class name or index; a refusal names the option."""
+    from . import models
+
+    try:
+        return models.class_index(text)
+    except ValueError as exc:
+        raise UsageError(f"--class {text!r}: {exc}") from None
 
 
 def check_out(out: Path) -> Path:
@@ -90,7 +121,7 @@ def gradcam(args) -> int:
         if args.method != "scorecam":
             raise UsageError("--max-channels applies to --method scorecam only")
         options["max_channels"] = args.max_channels
-    cls = None if args.class_ is None else models.class_index(args.class_)
+    cls = None if args.class_ is None else _class(args.class_)
     image = _image(args.source)
     from . import cam, viz  # imports TensorFlow
 
@@ -120,7 +151,7 @@ def visualize(args) -> int:
         raise UsageError("--layer goes with --channel; a --class image needs no layer")
     if args.channel is not None and args.layer is None:
         raise UsageError("--channel needs --layer (e.g. --layer block6a_expand_bn)")
-    cls = None if args.class_ is None else models.class_index(args.class_)
+    cls = None if args.class_ is None else _class(args.class_)
     from . import featureviz, viz  # imports TensorFlow
 
     model = models.load(args.model)
@@ -149,6 +180,10 @@ def visualize(args) -> int:
 
 
 def localize(args) -> int:
+    if args.dataset.split("/")[0].split(":")[0] not in DATASETS:
+        raise UsageError(f"--dataset {args.dataset!r} is not one of toy_cars, toy_cars/small, stanford_cars")
+    if args.manual_dir is not None and not Path(args.manual_dir).expanduser().is_dir():
+        raise UsageError(f"--manual-dir {args.manual_dir} is not a folder (it holds the Stanford Cars files)")
     from . import datasets, localization, training
 
     model, _ = training.train_cam_model(dataset=args.dataset, backbone=args.backbone, manual_dir=args.manual_dir)
@@ -272,27 +307,39 @@ def main(argv=None) -> int:
     loc.add_argument("--json", action="store_true", help="end with one JSON line")
     loc.add_argument(
         "--trust-subset",
-        type=int,
+        type=_int_in(0),
         default=64,
         help="test images for PxAP, pointing game and the attributions (0: skip)",
     )
-    loc.add_argument("--faithfulness-subset", type=int, default=16, help="of those, images for deletion/insertion")
+    loc.add_argument(
+        "--faithfulness-subset", type=_int_in(0), default=16, help="of those, images for deletion/insertion (>= 0)"
+    )
     loc.set_defaults(func=localize)
     t = sub.add_parser("trust", help="sanity check of heatmaps on a photo: randomise the weights, compare the maps")
     t.add_argument("source", help="sample name (chelsea, coffee, ...), file path or URL")
     t.add_argument("--model", default="efficientnet_lite0", choices=sorted(models.SPECS))
-    t.add_argument("--seed", type=int, default=0, help="seeds the random weights")
+    t.add_argument("--seed", type=_int_in(0), default=0, help="seeds the random weights (>= 0)")
     t.add_argument("--json", action="store_true", help="print JSON")
     t.set_defaults(func=trust)
     v = sub.add_parser("visualize", help="optimise an image that excites a channel or a class (Olah et al. 2017)")
     what = v.add_mutually_exclusive_group(required=True)
-    what.add_argument("--channel", type=int, default=None, help="channel index at --layer")
+    what.add_argument("--channel", type=_int_in(0), default=None, help="channel index at --layer (>= 0)")
     what.add_argument("--class", dest="class_", metavar="CLASS", default=None, help="ImageNet class name or index")
     v.add_argument("--layer", default=None, help="layer of --channel (e.g. block6a_expand_bn)")
     v.add_argument("--model", default="efficientnet_lite0", choices=sorted(models.SPECS))
-    v.add_argument("--steps", type=_positive, default=256)
-    v.add_argument("--size", type=_positive, default=128, help="image side in pixels")
-    v.add_argument("--seed", type=int, default=0)
+    v.add_argument(
+        "--steps",
+        type=_int_in(1, MAX_STEPS),
+        default=256,
+        help=f"optimisation steps, 1 to {MAX_STEPS} (time grows linearly; default 256)",
+    )
+    v.add_argument(
+        "--size",
+        type=_int_in(8, MAX_SIZE),
+        default=128,
+        help=f"image side in pixels, 8 to {MAX_SIZE} (memory and time grow with its square; default 128)",
+    )
+    v.add_argument("--seed", type=_int_in(0), default=0, help="seeds the start image (>= 0)")
     v.add_argument("--plain", action="store_true", help="raw pixels, no transformations (the unregularised method)")
     v.add_argument("--out", type=Path, required=True)
     v.set_defaults(func=visualize)
@@ -320,16 +367,47 @@ def main(argv=None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help (0) or a usage error (2), already printed
         return int(exc.code or 0)
+    return run_command(args.func, args)
+
+
+def _first_line(exc: BaseException, limit: int = 300) -> str:
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return first if len(first) <= limit else first[: limit - 1] + "…"
+
+
+def run_command(func, args) -> int:
+    """``func(args)`` with every failure turned into one line on stderr and an exit status.
+
+    2: a usage error (a bad value, a missing file, a disk that refuses); 130: Ctrl-C;
+    1: TensorFlow's errors (out of memory, internal) and anything else.
+    ``HELPERS_TRACEBACK=1`` re-raises Ctrl-C and the unexpected errors instead, for debugging.
+    """
     from .images import ImageLoadError
     from .models import WeightsUnavailableError
 
+    debug = os.environ.get("HELPERS_TRACEBACK", "") not in ("", "0")
     try:
-        return args.func(args)
+        return func(args)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("interrupted (Ctrl-C): stopped; files already written are complete", file=sys.stderr)
+        return 130
     except (ImageLoadError, WeightsUnavailableError, ValueError, OSError) as exc:
         # OSError covers MissingFilesError and a disk that fills or refuses mid-way
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"error: {first}", file=sys.stderr)
+        print(f"error: {_first_line(exc)}", file=sys.stderr)
         return 2
+    except Exception as exc:  # noqa: BLE001 - the command line prints one line, never a traceback
+        if debug:
+            raise
+        name = type(exc).__name__
+        if type(exc).__module__.startswith("tensorflow"):  # tf.errors.*: ResourceExhaustedError, InternalError, ...
+            hint = " (out of memory: try a smaller --size or batch)" if name == "ResourceExhaustedError" else ""
+            print(f"error: TensorFlow {name}{hint}: {_first_line(exc)}", file=sys.stderr)
+        else:
+            print(f"error: {name}: {_first_line(exc)} (HELPERS_TRACEBACK=1 shows where)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -306,6 +306,8 @@ def _baseline(baseline, x):
     if baseline is None:
         return tf.zeros_like(x)
     b = np.asarray(baseline, np.float32)
+    if not np.isfinite(b).all():
+        raise ValueError("baseline contains NaN or inf; every attribution would be NaN")
     if b.ndim == 0:
         return tf.fill(tf.shape(x), float(b))
     if b.shape == tuple(x.shape[1:]):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 _EPS = 1e-12
+UNIT_SLACK = 1e-6  # normalised boxes may stray this far outside [0, 1] (float round-off)
 
 
 def _size(size) -> tuple[int, int]:
@@ -39,6 +40,26 @@ def validate(boxes, name="box") -> np.ndarray:
         raise ValueError(
             f"{name} {first.tolist()} has min > max; boxes are [ymin, xmin, ymax, xmax] "
             "(did you pass [xmin, ymin, xmax, ymax]?)"
+        )
+    return a
+
+
+def check_unit(boxes, name="box") -> np.ndarray:
+    """:func:`validate`, and every value in [0, 1]: normalised boxes, not pixels.
+
+    A box in pixel units (or off the image) would give IoU 0 or another plausible
+    number; it is refused instead. Round-off up to ``1e-6`` outside [0, 1] is allowed.
+
+    Raises:
+        ValueError: what :func:`validate` raises, or a value outside [0, 1] (the message names it).
+    """
+    a = validate(boxes, name)
+    out = (a < -UNIT_SLACK) | (a > 1 + UNIT_SLACK)
+    if np.any(out):
+        first = a.reshape(-1, 4)[np.argmax(out.reshape(-1, 4).any(-1))]
+        raise ValueError(
+            f"{name} {first.tolist()} is not normalised: boxes are [ymin, xmin, ymax, xmax] with values in [0, 1] "
+            "(pixel boxes: divide by the image height and width, or use xyxy_to_minmax)"
         )
     return a
 
@@ -107,7 +128,8 @@ def heatmap_to_box(heatmap, threshold: float = 0.2, method: str = "largest"):
 
     Args:
         heatmap: ``(h, w)`` map; any non-negative scale.
-        threshold: relative threshold in [0, 1].
+        threshold: relative threshold in [0, 1] (anything else is a ValueError:
+            above 1 no pixel could pass, below 0 every pixel would).
         method: ``"largest"`` (box around the largest connected region),
             ``"rotated"`` (extent of that region's minimum-area rotated rectangle,
             as in the original lesson) or ``"all"`` (a list, one box per region,
@@ -128,6 +150,8 @@ def heatmap_to_box(heatmap, threshold: float = 0.2, method: str = "largest"):
         raise ValueError("heatmap contains NaN or infinity; normalise with max + eps")
     if method not in ("largest", "rotated", "all"):
         raise ValueError(f"method must be 'largest', 'rotated' or 'all', not {method!r}")
+    if isinstance(threshold, bool) or not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold is relative to the map's maximum and must be in [0, 1], got {threshold!r}")
     peak = float(h.max())
     if peak <= 0:
         return [] if method == "all" else None
@@ -173,10 +197,14 @@ def iou(a, b, pairwise: bool = False):
         otherwise. Zero-area boxes give 0.0.
 
     Raises:
-        ValueError: a box with min > max, NaN, or a bad shape (more than one
-            leading axis without ``pairwise``; shapes that do not broadcast).
+        ValueError: a box with min > max, NaN, a value outside [0, 1] (pixel
+            units), no box at all, or a bad shape (more than one leading axis without
+            ``pairwise``; shapes that do not broadcast).
     """
-    A, B = validate(a, "a"), validate(b, "b")
+    A, B = check_unit(a, "a"), check_unit(b, "b")
+    for name, arr in (("a", A), ("b", B)):
+        if arr.size == 0:
+            raise ValueError(f"{name} holds no box (shape {arr.shape}); an IoU needs at least one box on each side")
     single = A.ndim == 1 and B.ndim == 1
     if pairwise:
         try:

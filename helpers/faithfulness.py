@@ -285,8 +285,12 @@ class DropIncrease:
 def explanation_map(images, saliency) -> np.ndarray:
     """``E = L ∘ I``: each image times its map (ReLU, divided by its max, upsampled bilinearly)."""
     x = tf.cast(images, tf.float32)
-    s = tf.constant(np.asarray(saliency, np.float32))
-    s = attribution._base.normalize(s)
+    s = np.asarray(saliency, np.float32)
+    if s.ndim != 3 or 0 in s.shape[1:]:
+        raise ValueError(f"saliency must be maps (B, h, w) with at least one pixel, got shape {s.shape}")
+    if not np.isfinite(s).all():
+        raise ValueError("saliency maps contain NaN or inf")
+    s = attribution._base.normalize(tf.constant(s))
     s = tf.image.resize(s[..., None], tuple(x.shape[1:3]), method="bilinear")
     return (x * s).numpy()
 
@@ -471,19 +475,43 @@ def road(
 
 
 # --------------------------------------------------------------------------- sanity checks
-def spearman(a, b, *, absolute: bool = True) -> np.ndarray:
-    """Spearman rank correlation of each pair of maps ``(B, h, w)`` (Adebayo et al. 2018 use ``|map|``).
-
-    Ranks with ties averaged (``scipy.stats.rankdata``), then Pearson correlation
-    of the ranks; a constant map gives NaN (no ranking to compare).
-    """
-    from scipy.stats import rankdata
-
+def _check_map_pairs(a, b, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """Two batches of maps ``(B, h, w)`` (or one ``(h, w)`` each) as float64, same shape, finite, not empty."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     if a.shape != b.shape:
         raise ValueError(f"maps must have the same shape, got {a.shape} and {b.shape}")
     if a.ndim == 2:
         a, b = a[None], b[None]
+    if a.ndim != 3 or 0 in a.shape:
+        raise ValueError(f"{what} needs maps (B, h, w) with at least one map and one pixel, got shape {a.shape}")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise ValueError(f"{what}: the maps contain NaN or inf")
+    return a, b
+
+
+def spearman(a, b, *, absolute: bool = True, constant: str = "raise") -> np.ndarray:
+    """Spearman rank correlation of each pair of maps ``(B, h, w)`` (Adebayo et al. 2018 use ``|map|``).
+
+    Ranks with ties averaged (``scipy.stats.rankdata``), then Pearson correlation
+    of the ranks.
+
+    Args:
+        a: maps ``(B, h, w)``, or one ``(h, w)``.
+        b: maps of the same shape.
+        absolute: compare ``|a|`` and ``|b|``.
+        constant: a constant map has no ranking, so its correlation is undefined:
+            ``"raise"`` (a ValueError) or ``"nan"`` (NaN for that pair, as the
+            sanity checks record it).
+
+    Raises:
+        ValueError: shapes differ, no map or no pixel, NaN/inf values, or (with
+            ``constant="raise"``) a constant map, after ``|.|`` with ``absolute``.
+    """
+    if constant not in ("raise", "nan"):
+        raise ValueError(f"constant must be 'raise' or 'nan', got {constant!r}")
+    from scipy.stats import rankdata
+
+    a, b = _check_map_pairs(a, b, "spearman")
     if absolute:
         a, b = np.abs(a), np.abs(b)
     ra = rankdata(a.reshape(len(a), -1), axis=1)
@@ -491,7 +519,14 @@ def spearman(a, b, *, absolute: bool = True) -> np.ndarray:
     ra -= ra.mean(1, keepdims=True)
     rb -= rb.mean(1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return ((ra * rb).sum(1) / np.sqrt((ra**2).sum(1) * (rb**2).sum(1))).astype(np.float32)
+        rho = ((ra * rb).sum(1) / np.sqrt((ra**2).sum(1) * (rb**2).sum(1))).astype(np.float32)
+    if constant == "raise" and np.isnan(rho).any():
+        raise ValueError(
+            f"maps {np.flatnonzero(np.isnan(rho))[:5].tolist()} of the batch are constant"
+            + (" after |.|" if absolute else "")
+            + ": a constant map has no ranking, so its rank correlation is undefined"
+        )
+    return rho
 
 
 def _unit(m):
@@ -506,14 +541,13 @@ def ssim(a, b) -> np.ndarray:
     Both maps are taken as ``|map|`` divided by its max (values in [0, 1],
     ``data_range=1``), as Adebayo et al. compare normalised absolute maps; the
     window is 7 × 7 (smaller, odd, for maps under 7 pixels a side).
+
+    Raises:
+        ValueError: shapes differ, no map, NaN/inf values, or maps under 3 × 3.
     """
     from skimage.metrics import structural_similarity
 
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    if a.shape != b.shape:
-        raise ValueError(f"maps must have the same shape, got {a.shape} and {b.shape}")
-    if a.ndim == 2:
-        a, b = a[None], b[None]
+    a, b = _check_map_pairs(a, b, "ssim")
     win = min(7, *a.shape[1:])
     win -= 1 - win % 2
     if win < 3:
@@ -593,7 +627,8 @@ class Sanity:
     Attributes:
         stages: names of the randomised stages; row ``k`` has stages ``0..k``
             randomised (cascading), or the single row ``"random logit"``.
-        spearman: ``(S, B)`` rank correlation of ``|map|`` with the original's.
+        spearman: ``(S, B)`` rank correlation of ``|map|`` with the original's; NaN where
+            either map is constant (no ranking: e.g. an all-zero Grad-CAM map).
         ssim: ``(S, B)`` SSIM of the normalised ``|map|`` with the original's.
         maps: ``(S, B, h, w)`` the maps after each stage.
         original: ``(B, h, w)`` the map of the untouched model.
@@ -648,7 +683,7 @@ def cascading_randomization(
         for v, a in saved:
             v.assign(a)
     maps = np.stack(maps)
-    rho = np.stack([spearman(original, m) for m in maps])
+    rho = np.stack([spearman(original, m, constant="nan") for m in maps])
     sim = np.stack([ssim(original, m) for m in maps])
     return Sanity([n for n, _ in groups], rho, sim, maps, original, classes)
 
@@ -671,7 +706,8 @@ def random_logit(model, images, method: Callable, class_index=None, *, seed: int
     other = ((classes + rng.integers(1, k, size=len(classes))) % k).astype(np.int32)
     original = np.asarray(method(model, x, classes), np.float32)
     m = np.asarray(method(model, x, other), np.float32)
-    return Sanity(["random logit"], spearman(original, m)[None], ssim(original, m)[None], m[None], original, other)
+    rho = spearman(original, m, constant="nan")
+    return Sanity(["random logit"], rho[None], ssim(original, m)[None], m[None], original, other)
 
 
 __all__ = [

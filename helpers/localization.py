@@ -184,7 +184,7 @@ def scoremap_boxes(scoremap, thresholds, multi_contour: bool = False) -> list[np
 def gt_pixel_boxes(gt_boxes, size) -> np.ndarray:
     """Normalised ``[ymin, xmin, ymax, xmax]`` -> pixel ``[x0, y0, x1, y1]`` at ``size``, rescaled with ``int()``."""
     H, W = (size, size) if isinstance(size, (int, np.integer)) else (int(size[0]), int(size[1]))
-    b = _boxes.validate(gt_boxes)
+    b = _boxes.check_unit(gt_boxes, "gt_boxes")
     return np.stack([b[..., 1] * W, b[..., 0] * H, b[..., 3] * W, b[..., 2] * H], -1).astype(np.int64)
 
 
@@ -220,16 +220,21 @@ def box_ious(scoremaps, gt_boxes, thresholds=THRESHOLDS) -> tuple[np.ndarray, np
     Returns:
         ``(largest, best)``, each ``(N, T)``: the IoU of the largest contour's box,
         and the best IoU over the boxes of all contours.
+
+    Raises:
+        ValueError: no image, maps outside [0, 1] or not finite, boxes that are
+            not normalised (pixel units) or not one per map, or thresholds that
+            are empty or outside [0, 1].
     """
     maps = _check_scoremaps(scoremaps)
-    gt = _boxes.validate(gt_boxes)
+    gt = _boxes.check_unit(gt_boxes, "gt_boxes")
     if gt.ndim != 2 or len(maps) != len(gt):
         raise ValueError(f"need (N, H, W) maps and (N, 4) boxes, got {maps.shape} and {gt.shape}")
     n, h, w = maps.shape
-    gt_px = gt_pixel_boxes(gt, (h, w))
-    thresholds = np.asarray(thresholds, np.float64)
     if n == 0:
-        return np.zeros((0, len(thresholds))), np.zeros((0, len(thresholds)))
+        raise ValueError("box_ious got an empty batch (0 maps); pass at least one map and its box")
+    gt_px = gt_pixel_boxes(gt, (h, w))
+    thresholds = _check_thresholds(thresholds)
     workers = max(1, min(os.cpu_count() or 1, n))
     if workers == 1:
         rows = [_image_ious(maps[i], gt_px[i], thresholds) for i in range(n)]
@@ -237,6 +242,18 @@ def box_ious(scoremaps, gt_boxes, thresholds=THRESHOLDS) -> tuple[np.ndarray, np
         with ThreadPoolExecutor(workers) as pool:
             rows = list(pool.map(lambda i: _image_ious(maps[i], gt_px[i], thresholds), range(n)))
     return np.stack([r[0] for r in rows]), np.stack([r[1] for r in rows])
+
+
+def _check_thresholds(thresholds) -> np.ndarray:
+    """Relative thresholds as a non-empty float64 vector in [0, 1]; anything else is a ValueError."""
+    t = np.asarray(thresholds, np.float64)
+    if t.ndim != 1 or t.size == 0:
+        raise ValueError(f"thresholds must be a non-empty 1-D list of taus in [0, 1], got shape {t.shape}")
+    if not np.isfinite(t).all() or t.min() < 0 or t.max() > 1:
+        raise ValueError(
+            f"thresholds are relative to each map's maximum and must lie in [0, 1], got [{t.min():g}, {t.max():g}]"
+        )
+    return t
 
 
 def _image_ious(scoremap: np.ndarray, gt_px: np.ndarray, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -252,10 +269,19 @@ def _image_ious(scoremap: np.ndarray, gt_px: np.ndarray, thresholds: np.ndarray)
 
 
 def box_acc(ious: np.ndarray, delta: float) -> np.ndarray:
-    """BoxAcc for every threshold: share of images with IoU >= delta, ``(T,)``."""
+    """BoxAcc for every threshold: share of images with IoU >= delta, ``(T,)``.
+
+    Raises:
+        ValueError: no image or no threshold, IoUs that are NaN or outside [0, 1],
+            or ``delta`` outside (0, 1] (the reference's 30/50/70 are percentages: pass 0.3/0.5/0.7).
+    """
     ious = np.asarray(ious)
-    if ious.ndim != 2 or len(ious) == 0:
-        raise ValueError(f"need (N, T) IoUs of at least one image, got shape {ious.shape}")
+    if ious.ndim != 2 or ious.shape[0] == 0 or ious.shape[1] == 0:
+        raise ValueError(f"need (N, T) IoUs of at least one image and one threshold, got shape {ious.shape}")
+    if not np.isfinite(ious).all() or ious.min() < 0 or ious.max() > 1 + 1e-9:
+        raise ValueError("IoUs must be finite values in [0, 1] (from box_ious); got NaN, inf or values outside")
+    if isinstance(delta, bool) or not 0 < delta <= 1:
+        raise ValueError(f"delta is an IoU threshold in (0, 1] (0.5 for the paper's BoxAcc), got {delta!r}")
     return (ious >= delta).mean(axis=0)
 
 
@@ -392,7 +418,8 @@ def centre_baseline(val_boxes, test_boxes, sides=CENTRE_SIDES) -> dict:
         The keys of :func:`summarize`, with ``"side"`` (chosen on validation) and
         ``"side_at_max"`` (best on test) instead of the taus.
     """
-    val_boxes, test_boxes = _boxes.validate(val_boxes).reshape(-1, 4), _boxes.validate(test_boxes).reshape(-1, 4)
+    val_boxes = _boxes.check_unit(val_boxes, "val_boxes").reshape(-1, 4)
+    test_boxes = _boxes.check_unit(test_boxes, "test_boxes").reshape(-1, 4)
     if not len(val_boxes) or not len(test_boxes):
         raise ValueError("the centre baseline needs at least one validation and one test box")
     v = np.stack([_boxes.iou(centre_boxes(len(val_boxes), s), val_boxes, pairwise=True) for s in sides], 1)
@@ -630,7 +657,7 @@ def region_stats(heatmaps, gt_boxes, tau, size: int = 224) -> dict:
         ``{"coverage": (N,) share of the box's pixels in the region, "outside": (N,) share of the
         region's pixels outside the box (0 for an empty region)}``.
     """
-    gt = _boxes.validate(gt_boxes).reshape(-1, 4)
+    gt = _boxes.check_unit(gt_boxes, "gt_boxes").reshape(-1, 4)
     taus = np.broadcast_to(np.asarray(tau, np.float64), (len(gt),))
     cover, outside = np.zeros(len(gt)), np.zeros(len(gt))
     ys, xs = np.arange(size)[:, None], np.arange(size)[None, :]
@@ -744,12 +771,16 @@ def pointing_hits(scoremaps, masks, tolerance: float = POINTING_TOLERANCE) -> np
         ``(N,)`` bool.
 
     Raises:
-        ValueError: shapes differ, a negative tolerance, or an empty mask.
+        ValueError: shapes differ, no map, maps with no pixel or with NaN/inf
+            values, a negative tolerance, or an empty mask.
     """
     from scipy.ndimage import distance_transform_edt
 
     s, m = _check_masks(scoremaps, masks)
-    if tolerance < 0:
+    if s.ndim != 3 or len(s) == 0:
+        raise ValueError(f"need (N, H, W) score maps of at least one image, got shape {s.shape}")
+    _check_maps(s)
+    if not tolerance >= 0:
         raise ValueError(f"tolerance must be >= 0 pixels, got {tolerance}")
     obj = m == 1
     empty = ~obj.reshape(len(obj), -1).any(1)

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from . import torchfile
+from ._files import atomic_path, write_text
 from ._quiet import import_tensorflow
 
 EFFICIENTNET_LITE0_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
@@ -186,8 +187,15 @@ def convert_lite0(state: dict[str, np.ndarray]) -> dict[str, list[np.ndarray]]:
     return w
 
 
-def _cached_lite0_weights() -> dict[str, list[np.ndarray]]:
-    """Converted weights, from the cache when it is intact, else rebuilt from the .pth."""
+def _cached_lite0_weights(expected: dict[str, list[tuple]] | None = None) -> dict[str, list[np.ndarray]]:
+    """Converted weights, from the cache when it is intact, else rebuilt from the .pth.
+
+    Intact means: its JSON names the cache file's SHA-256 and the source ``.pth``'s, and
+    (with ``expected``, ``{layer name: [weight shapes]}`` of the model to fill) it holds
+    exactly those layers with those shapes. A cache that fails any check (damaged, from
+    another version, missing layers, wrong shapes) is rebuilt; both files are written
+    atomically (:mod:`helpers._files`), so no temporary file is left behind.
+    """
     path = cache_dir() / f"efficientnet_lite0_v{CACHE_VERSION}.npz"
     meta = path.with_suffix(".json")
     if path.is_file() and meta.is_file():
@@ -200,19 +208,25 @@ def _cached_lite0_weights() -> dict[str, list[np.ndarray]]:
             ):
                 with np.load(path, allow_pickle=False) as z:
                     flat = {k: z[k] for k in z.files}
-                return _unflatten(flat)
+                weights = _unflatten(flat)
+                if expected is None or _shapes(weights) == expected:
+                    return weights
         except (OSError, ValueError, KeyError, IndexError):
             pass  # damaged cache: rebuild below
     weights = convert_lite0(_read_verified(weights_file(), EFFICIENTNET_LITE0_SHA256))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")  # one per process: two notebooks may start at once
-        np.savez(tmp, **{f"{k}/{i}": a for k, arrs in weights.items() for i, a in enumerate(arrs)})
-        os.replace(tmp, path)
-        meta.write_text(json.dumps({"sha256": sha256(path), "source": EFFICIENTNET_LITE0_SHA256}))
+        with atomic_path(path) as tmp:  # a unique name per process and call: two notebooks may start at once
+            np.savez(tmp, **{f"{k}/{i}": a for k, arrs in weights.items() for i, a in enumerate(arrs)})
+        write_text(meta, json.dumps({"sha256": sha256(path), "source": EFFICIENTNET_LITE0_SHA256}))
     except OSError:
-        pass  # a read-only home still gets a working model
+        pass  # a read-only home or a full disk still gets a working model
     return weights
+
+
+def _shapes(weights: dict[str, list]) -> dict[str, list[tuple]]:
+    """``{layer name: [weight shapes]}``: what a weights dictionary must match to fill a model."""
+    return {name: [tuple(np.shape(a)) for a in arrays] for name, arrays in weights.items()}
 
 
 def _unflatten(flat: dict[str, np.ndarray]) -> dict[str, list[np.ndarray]]:
@@ -326,7 +340,8 @@ def load(name: str = "efficientnet_lite0"):
     if not s.embedded:
         return _load_keras_app(name)
     model = efficientnet_lite0()
-    weights = _cached_lite0_weights()
+    expected = {lay.name: [tuple(w.shape) for w in lay.weights] for lay in model.layers if lay.weights}
+    weights = _cached_lite0_weights(expected)
     for layer_name, arrays in weights.items():
         model.get_layer(layer_name).set_weights(arrays)
     return model

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from . import models
+from ._files import atomic_path, write_text
 from ._quiet import import_tensorflow
 
 tf = import_tensorflow()
@@ -259,14 +260,20 @@ def head_checkpoint(checkpoint: str | Path) -> Path:
 
 
 def _save(model, path: Path, settings: dict, history: dict) -> None:
-    """Save a model (all layers marked trainable, as built) and its settings and history beside it."""
+    """Save a model (all layers marked trainable, as built) and its settings and history beside it.
+
+    Both files are written atomically (:mod:`helpers._files`): an interrupted save leaves the previous ones.
+    """
     flags = [lay.trainable for lay in model.layers]
     for lay in model.layers:
         lay.trainable = True
-    model.save(path)
-    for lay, flag in zip(model.layers, flags):
-        lay.trainable = flag
-    path.with_suffix(".json").write_text(json.dumps({"settings": settings, "history": history}))
+    try:
+        with atomic_path(path) as tmp:
+            model.save(tmp)
+    finally:
+        for lay, flag in zip(model.layers, flags):
+            lay.trainable = flag
+    write_text(path.with_suffix(".json"), json.dumps({"settings": settings, "history": history}))
 
 
 def predict_classes(model, ds, backbone: str, input_size: int, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:

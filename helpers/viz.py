@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._files import atomic_path
+
 _REPO = Path(__file__).resolve().parent.parent
 # In a checkout, figures go to the repository's images/; installed elsewhere, to ./images
 IMAGES_DIR = _REPO / "images" if (_REPO / "notebooks").is_dir() else Path("images")
@@ -94,6 +96,9 @@ def show(images, titles=None, cols: int | None = None, size: float = 3.0, cmap="
 def save(image_or_figure, name: str, directory=None, dpi: int = 80, max_side: int | None = None) -> Path:
     """Write a uint8 image or a Matplotlib figure as PNG/JPEG (by suffix) under ``images/``.
 
+    The file is written atomically (a temporary file, then a rename): a full disk or
+    an interruption leaves the previous file intact, never a truncated one.
+
     Args:
         image_or_figure: uint8 RGB array or a Matplotlib figure.
         name: file name; its suffix (.png, .jpg) picks the format.
@@ -106,13 +111,16 @@ def save(image_or_figure, name: str, directory=None, dpi: int = 80, max_side: in
     if path.suffix.lower() not in (".png", ".jpg", ".jpeg"):
         raise ValueError(f"save writes .png or .jpg files, not {path.suffix!r}")
     directory.mkdir(parents=True, exist_ok=True)  # only once the name is known to be good
+    fmt = "png" if path.suffix.lower() == ".png" else "jpeg"
     if hasattr(image_or_figure, "savefig"):
-        image_or_figure.savefig(path, dpi=dpi, bbox_inches="tight")
+        with atomic_path(path) as tmp:
+            image_or_figure.savefig(tmp, dpi=dpi, bbox_inches="tight", format=fmt)
     else:
         from PIL import Image
 
         im = Image.fromarray(np.asarray(image_or_figure, np.uint8))
         if max_side is not None and max(im.size) > max_side:
             im.thumbnail((max_side, max_side), Image.LANCZOS)
-        im.save(path, quality=85)
+        with atomic_path(path) as tmp:
+            im.save(tmp, format=fmt, quality=85)
     return path

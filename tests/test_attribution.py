@@ -67,6 +67,36 @@ def test_ig_on_the_tiny_relu_net_by_hand(tiny):
         assert r.gap[0] < 1e-6
 
 
+def tiny_logit_per_pixel(x, c):
+    """The tiny net's logit is a sum over pixels: f_c(x) = (W[0, c] relu(2x) + W[1, c] relu(-x)) / 16 each."""
+    return (TINY_W[0, c] * np.maximum(2 * x, 0) + TINY_W[1, c] * np.maximum(-x, 0)) / 16
+
+
+@pytest.mark.parametrize("c", [0, 1])
+def test_ig_from_a_non_zero_baseline_by_hand(tiny, c):
+    # A sum of one-pixel functions: along the straight path from x' to x, IG_ij = f_c(x_ij) - f_c(x'_ij) exactly
+    # (Sundararajan et al., Eq. 1). From x' = -1 the kink of f at 0 sits at alpha = 1/(x + 1) in {1/3, 1/2, 1}:
+    # interval ends of 6 midpoint steps, so the quadrature is exact too.
+    x, base = tiny_input(), -1.0
+    r = attribution.integrated_gradients(tiny, x, c, baseline=base, steps=6, details=True)
+    expect = tiny_logit_per_pixel(x[0, ..., 0], c) - tiny_logit_per_pixel(np.float32(base), c)
+    np.testing.assert_allclose(r.maps[0], expect, atol=1e-6)
+    np.testing.assert_allclose(r.baseline_score[0], tiny_logit_per_pixel(np.full(16, base), c).sum() + [0.1, -0.1][c])
+    assert r.gap[0] < 1e-5
+
+
+def test_ig_baseline_score_is_of_the_class_explained_at_the_image(tiny):
+    # top-1 at x is class 0; at the baseline (-1 everywhere: relu(-x) = 1) class 1. F(x') must be class 0's score,
+    # or the completeness gap compares attributions of one class with the score difference of another.
+    x = tiny_input()
+    logits = attribution.logits_model(tiny)(np.full((1, 4, 4, 1), -1.0, np.float32)).numpy()[0]
+    assert logits.argmax() == 1
+    r = attribution.integrated_gradients(tiny, x, baseline=-1.0, steps=6, details=True)
+    assert r.classes.tolist() == [0]
+    np.testing.assert_allclose(r.baseline_score, [logits[0]], atol=1e-6)
+    assert r.gap[0] < 1e-5
+
+
 def test_a_softmax_inside_a_nested_head_is_skipped():
     head_in = keras.Input((4, 4, 3))
     dense = keras.layers.Dense(3, name="fc")
@@ -205,6 +235,25 @@ def test_guided_grad_cam_is_guided_backprop_times_grad_cam(tiny):
         np.testing.assert_allclose(attribution.guided_grad_cam(tiny, x, c, "relu")[0], m / m.max(), atol=1e-5)
 
 
+def test_guided_grad_cam_upsamples_the_coarse_map_bilinearly():
+    # Grad-CAM at a 2x2 layer of a 4x4 input: Selvaraju et al. upsample it bilinearly before the product
+    inp = keras.Input((4, 4, 1))
+    conv = keras.layers.Conv2D(2, 2, strides=2, use_bias=False, name="down")
+    h = keras.layers.ReLU(name="r")(conv(inp))
+    dense = keras.layers.Dense(2, name="fc")
+    model = keras.Model(inp, keras.layers.Softmax()(dense(keras.layers.GlobalAveragePooling2D()(h))))
+    conv.set_weights([np.array([1.0, -1.0, 0.5, 2.0, -0.5, 1.0, 1.5, -2.0]).reshape(2, 2, 1, 2).astype(np.float32)])
+    dense.set_weights([TINY_W.astype(np.float32), np.zeros(2, np.float32)])
+    x = tiny_input() + 0.25
+    coarse = cam.grad_cam(model, x, 0, "r")[0]  # (2, 2)
+    r = np.array([[1, 0], [0.75, 0.25], [0.25, 0.75], [0, 1]])  # half-pixel centres, 2 -> 4
+    up, nearest = r @ coarse @ r.T, np.repeat(np.repeat(coarse, 2, 0), 2, 1)
+    assert not np.allclose(up, nearest, atol=1e-3)
+    gb = attribution.guided_backprop(model, x, 0, raw=True)
+    got = attribution.guided_grad_cam(model, x, 0, "r", raw=True)
+    np.testing.assert_allclose(got[0, ..., 0], gb[0, ..., 0] * up, atol=1e-6)
+
+
 # --------------------------------------------------------------------------- contract and errors
 def test_methods_share_the_call_shape_and_cache_one_function(tiny):
     x = np.concatenate([tiny_input(), -tiny_input()])
@@ -233,6 +282,9 @@ def test_bad_arguments_give_clear_errors(tiny, linear):
         attribution.integrated_gradients(tiny, x, rule="simpson")
     with pytest.raises(ValueError, match="baseline must be"):
         attribution.integrated_gradients(tiny, x, baseline=np.zeros((3, 3, 1)))
+    for bad in (np.nan, np.full((4, 4, 1), np.inf)):
+        with pytest.raises(ValueError, match="baseline contains NaN or inf"):
+            attribution.integrated_gradients(tiny, x, baseline=bad)
     with pytest.raises(ValueError, match="samples must be >= 1"):
         attribution.smoothgrad(tiny, x, samples=0)
     with pytest.raises(ValueError, match="noise must be >= 0"):

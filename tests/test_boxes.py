@@ -30,7 +30,7 @@ def test_iou_with_itself_is_one(a):
 
 
 @settings(deadline=None)  # timing on a shared 2-core machine is not the property
-@given(box(min_size=1e-2), box(min_size=1e-2), st.floats(0.1, 10))
+@given(box(min_size=1e-2), box(min_size=1e-2), st.floats(0.1, 1))  # scaled boxes stay normalised
 def test_iou_is_scale_invariant(a, b, s):
     assert boxes.iou(a * s, b * s) == pytest.approx(boxes.iou(a, b), abs=1e-9)
 
@@ -78,6 +78,8 @@ def test_bad_boxes_raise():
         boxes.iou([0, 1, 1], [0, 0, 1, 1])
     with pytest.raises(ValueError, match="broadcast"):
         boxes.iou(np.zeros((2, 4)), np.zeros((3, 4)), pairwise=True)
+    with pytest.raises(ValueError, match="a holds no box"):  # its mean would be NaN
+        boxes.iou(np.zeros((0, 4)), [0, 0, 1, 1], pairwise=True)
 
 
 def test_iou_of_batches_broadcasts_or_raises():
@@ -147,3 +149,24 @@ def test_draw_boxes_draws_on_a_copy():
     out = boxes.draw_boxes(img, [[0.1, 0.1, 0.9, 0.9]], colors=[(255, 0, 0)], labels=["car"], thickness=1)
     assert img.max() == 0 and out.shape == img.shape
     assert (out[2, 3:27] == [255, 0, 0]).all()
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [[10.0, 20.0, 100.0, 200.0], [0.0, 0.0, 1.5, 0.5], [-0.2, 0.0, 0.5, 0.5]],
+    ids=["pixel units", "past the edge", "negative"],
+)
+def test_iou_refuses_boxes_that_are_not_normalised(bad):
+    # a pixel box against a normalised one would give IoU 0 (or a plausible number): a clear error instead
+    with pytest.raises(ValueError, match=r"b \[.*\] is not normalised.*\[0, 1\]"):
+        boxes.iou([0.0, 0.0, 0.5, 0.5], bad)
+    assert boxes.iou([0.0, 0.0, 1.0 + 1e-9, 1.0], [0.0, 0.0, 1.0, 1.0]) == pytest.approx(1.0)  # round-off passes
+
+
+@pytest.mark.parametrize("threshold", [2, 1.5, -0.1, np.nan])
+def test_heatmap_to_box_refuses_a_threshold_outside_0_1(threshold):
+    h = np.zeros((5, 5), np.float32)
+    h[1:3, 1:3] = 1.0
+    with pytest.raises(ValueError, match=r"threshold .* in \[0, 1\]"):
+        boxes.heatmap_to_box(h, threshold)
+    np.testing.assert_allclose(boxes.heatmap_to_box(h, 1.0 - 1e-6), [0.2, 0.2, 0.6, 0.6])

@@ -421,3 +421,82 @@ def test_upsample():
     up = cam.upsample(m, (8, 8))
     assert up.shape == (1, 8, 8) and up.max() <= 1 and up[0, 0, 0] > up[0, -1, -1]
     assert cam.upsample(m[0], 4).shape == (4, 4)
+
+
+# --------------------------------------------------------------------------- oracles the tests above cannot tell apart
+def score_cam_by_hand(x, cls, a):
+    """Score-CAM of feature maps ``a`` (h, w, C) at input size: min-max masks, softmax of the masked logits."""
+    masks = [(a[..., k] - a[..., k].min()) / (a[..., k].max() - a[..., k].min()) for k in range(a.shape[-1])]
+    scores = np.array([vary_by_hand(x * m[..., None], cls)[1] for m in masks])
+    w = np.exp(scores - scores.max()) / np.exp(scores - scores.max()).sum()
+    return by_max(a @ w), masks
+
+
+@pytest.mark.parametrize("cls", [0, 1])
+def test_score_cam_masks_are_min_max_scaled_on_a_signed_layer(vary, cls):
+    # conv1 is before the ReLU: its maps are negative in places, so min-max scaling (Wang et al., Sec. 3) and a
+    # plain division by the max give different masks, hence different scores and maps
+    x = X_VARY[0]
+    a = x[..., 0, None] * K1 + B1  # conv1's signed maps, (4, 4, 2)
+    assert (a.min(axis=(0, 1)) < 0).all()
+    expect, masks = score_cam_by_hand(x, cls, a)
+    by_peak = [a[..., k] / a[..., k].max() for k in range(2)]
+    assert not all(np.allclose(m, p) for m, p in zip(masks, by_peak))
+    np.testing.assert_allclose(cam.score_cam(vary, X_VARY, cls, "conv1")[0], expect, atol=1e-5)
+
+
+def test_score_cam_max_channels_scores_the_channels_of_highest_mean(vary):
+    # one bright pixel: channel 0 (relu(2x)) has the larger spread, channel 1 (relu(0.5 - x)) the larger mean
+    x = np.full((1, 4, 4, 1), -1.0, np.float32)
+    x[0, 0, 0, 0] = 8.0
+    a = np.maximum(x[0, ..., 0, None] * K1 + B1, 0)
+    assert a[..., 1].mean() > a[..., 0].mean() and a[..., 0].std() > a[..., 1].std()
+    # one channel scored: its softmax weight is 1, so the map is that channel divided by its max
+    np.testing.assert_allclose(cam.score_cam(vary, x, 0, "relu1", max_channels=1)[0], by_max(a[..., 1]), atol=1e-5)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_class_0_asked_for_is_explained_even_when_the_top_1_is_class_1(tiny, method):
+    x = tiny_input() - 1  # logits 0.79 (class 0) and 1.40 (class 1)
+    assert np.argmax(tiny.predict(x, verbose=0)[0]) == 1
+    maps, cls = method(tiny, x, 0, "relu", return_class=True)
+    assert cls.tolist() == [0]
+    if method is cam.cam:
+        np.testing.assert_allclose(maps[0], paper_oracle(x, 0), atol=1e-5)
+    np.testing.assert_allclose(maps, method(tiny, x, [0], "relu"), atol=1e-6)
+    assert not np.allclose(maps, method(tiny, x, 1, "relu"), atol=1e-3)
+
+
+def test_upsample_interpolates_bilinearly():
+    # half-pixel centres, 2 -> 4: output pixels sit at 0, 1/4, 3/4, 1 of the way between the two inputs
+    m = np.array([[0.0, 1.0], [1.0, 0.5]], np.float32)
+    r = np.array([[1, 0], [0.75, 0.25], [0.25, 0.75], [0, 1]])
+    np.testing.assert_allclose(cam.upsample(m, 4), r @ m @ r.T, atol=1e-6)
+    np.testing.assert_allclose(cam.upsample(m[None], (4, 2))[0], r @ m, atol=1e-6)
+
+
+def test_grad_cam_plus_plus_warns_on_a_layer_with_negative_activations(vary):
+    # conv1 is before the ReLU: sum_ab A_ab < 0 makes Eq. 19's denominator 2 + sum(A) g cross zero
+    with pytest.warns(UserWarning, match=r"layer 'conv1'.*negative.*post-ReLU") as record:
+        cam.grad_cam_plus_plus(vary, X_VARY, 0, "conv1")
+    assert record[0].filename == __file__
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cam.grad_cam_plus_plus(vary, X_VARY, 0, "relu1")  # post-ReLU: the paper's setting, no warning
+        cam.grad_cam(vary, X_VARY, 0, "conv1")  # Grad-CAM's weights have no denominator
+
+
+@pytest.mark.parametrize(
+    "maps, size, message",
+    [
+        (np.full((2, 2), np.nan), 4, "NaN or inf"),
+        (np.zeros((1, 0, 3)), 4, "at least one pixel"),
+        (np.zeros((2, 2, 2, 1)), 4, "at least one pixel"),
+        (np.zeros((2, 2)), 0, "size must be"),
+        (np.zeros((2, 2)), (4, -1), "size must be"),
+        (np.zeros((2, 2)), (4.5, 4), "size must be"),
+    ],
+)
+def test_upsample_refuses_nan_empty_maps_and_bad_sizes(maps, size, message):
+    with pytest.raises(ValueError, match=message):
+        cam.upsample(maps, size)

@@ -15,6 +15,7 @@ def no_model(monkeypatch):
         raise AssertionError("the model was loaded before the error was found")
 
     monkeypatch.setattr(models, "load", load)
+    monkeypatch.setenv("HELPERS_TRACEBACK", "1")  # the AssertionError fails the test instead of becoming one line
 
 
 def _one_line_error(capsys) -> str:
@@ -100,6 +101,7 @@ def test_an_ambiguous_class_lists_the_candidates(tmp_path, capsys, no_model):
     assert main(["gradcam", "chelsea", "--class", "crane", "--out", str(tmp_path / "x.png")]) == 2
     err = _one_line_error(capsys)
     assert "134 (crane bird)" in err and "517 (construction crane)" in err and "pass the index" in err
+    assert "--class 'crane'" in err  # the message names the option it refuses
 
 
 def test_methods_come_from_helpers_cam(tmp_path, capsys, no_model, monkeypatch):
@@ -151,3 +153,95 @@ def test_trust_prints_the_randomisation_table(capsys):
 def test_trust_names_a_misspelt_sample(capsys, no_model):
     assert main(["trust", "chelsee"]) == 2
     assert "chelsea" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- bounds, checked before any slow work
+@pytest.fixture
+def no_training(monkeypatch):
+    """Fail the test if localize gets as far as training: its arguments must be checked first."""
+    from helpers import training
+
+    def train(*args, **kwargs):
+        raise AssertionError("the model was trained before the error was found")
+
+    monkeypatch.setattr(training, "train_cam_model", train)
+    monkeypatch.setenv("HELPERS_TRACEBACK", "1")
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["localize", "--trust-subset=-3"], "argument --trust-subset: must be an integer >= 0, got '-3'"),
+        (["localize", "--faithfulness-subset", "-1"], "argument --faithfulness-subset: must be an integer >= 0"),
+        (["localize", "--trust-subset", "many"], "argument --trust-subset: must be an integer"),
+        (["localize", "--dataset", "imagenet"], "--dataset 'imagenet' is not one of"),
+        (["localize", "--dataset", "stanford_cars", "--manual-dir", "/no/such/dir"], "--manual-dir /no/such/dir"),
+    ],
+)
+def test_localize_checks_its_arguments_before_training(argv, message, capsys, no_training):
+    assert main(argv) == 2
+    assert message in _one_line_error(capsys)
+
+
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("--size", "5000", "argument --size: must be an integer from 8 to 512, got '5000'"),
+        ("--size", "4", "argument --size: must be an integer from 8 to 512"),
+        ("--steps", "1000000", "argument --steps: must be an integer from 1 to 4096"),
+        ("--steps", "0", "argument --steps: must be an integer from 1 to 4096"),
+        ("--seed", "-1", "argument --seed: must be an integer >= 0"),
+    ],
+)
+def test_visualize_bounds_size_and_steps_before_loading_the_model(option, value, message, tmp_path, capsys, no_model):
+    argv = ["visualize", "--class", "tabby", option, value, "--out", str(tmp_path / "v.png")]
+    assert main(argv) == 2
+    assert message in _one_line_error(capsys)
+
+
+def test_help_states_the_bounds(capsys):
+    assert main(["visualize", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "8 to 512" in text and "1 to 4096" in text
+
+
+# --------------------------------------------------------------------------- no traceback, ever
+def _raising(exc):
+    def command(args):
+        raise exc
+
+    return command
+
+
+def test_ctrl_c_exits_130_with_one_line(monkeypatch, capsys):
+    import helpers.__main__ as cli
+
+    monkeypatch.setattr(cli, "predict", _raising(KeyboardInterrupt()))
+    assert main(["predict", "coffee"]) == 130
+    assert "interrupted" in _one_line_error(capsys)
+
+
+def test_tensorflow_errors_are_one_line(monkeypatch, capsys):
+    import tensorflow as tf
+
+    import helpers.__main__ as cli
+
+    oom = tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor with shape[1,512,512,1280]\nmore")
+    monkeypatch.setattr(cli, "visualize", _raising(oom))
+    assert main(["visualize", "--class", "tabby", "--out", "v.png"]) == 1
+    err = _one_line_error(capsys)
+    assert "ResourceExhaustedError" in err and "out of memory" in err and "shape[1,512,512,1280]" in err
+    monkeypatch.setattr(cli, "predict", _raising(tf.errors.InternalError(None, None, "cuDNN failed\ndetails")))
+    assert main(["predict", "coffee"]) == 1
+    assert "TensorFlow InternalError: cuDNN failed" in _one_line_error(capsys)
+
+
+def test_an_unexpected_error_is_one_line_and_the_traceback_is_opt_in(monkeypatch, capsys):
+    import helpers.__main__ as cli
+
+    monkeypatch.setattr(cli, "predict", _raising(RuntimeError("boom\nsecond line")))
+    assert main(["predict", "coffee"]) == 1
+    assert "RuntimeError: boom" in _one_line_error(capsys)
+    monkeypatch.setenv("HELPERS_TRACEBACK", "1")
+    with pytest.raises(RuntimeError, match="boom"):
+        main(["predict", "coffee"])

@@ -416,6 +416,12 @@ def test_iou_without_clamp_or_guard(capsys):
     assert not ok and "union is 0" in out and "Traceback" not in out
 
 
+def test_iou_rounded_to_two_decimals_is_caught(capsys):
+    # 0.14 instead of 0.1429: within 0.01, but the table's IoUs would no longer match the evaluation's
+    ok, out = run(exercises.check_iou, lambda a, b: round(good_iou(a, b), 2), capsys)
+    assert not ok and "overlapping boxes: IoU 0.1400, expected 0.1429" in out
+
+
 def test_iou_mixing_axes_is_caught(capsys):
     def mixed(a, b):
         return good_iou([a[1], a[0], a[3], a[2]], b)

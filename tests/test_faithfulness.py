@@ -110,6 +110,20 @@ def test_average_drop_and_increase_by_hand(toy):
     assert r.increase_in_confidence == pytest.approx(100 * np.mean(o > y))
 
 
+def test_a_map_that_raises_the_confidence_counts_as_no_drop(toy):
+    # hiding pixel 1 (weight -1) raises p(class 0): O > Y. Chattopadhay et al. clamp the drop at 0 there, so an
+    # explanation cannot buy a better Average Drop on one image with a confidence gain on another.
+    x = np.concatenate([X_TOY, X_TOY])
+    sal = np.stack([np.array([[1.0, 0.0], [1.0, 1.0]]), np.array([[1.0, 1.0], [0.0, 1.0]])]).astype(np.float32)
+    r = faithfulness.average_drop_increase(toy, x, sal, 0)
+    y = p0(X_TOY)
+    o = [p0(X_TOY.ravel() * sal[i].ravel()) for i in range(2)]
+    assert o[0] > y > o[1]
+    np.testing.assert_allclose(r.drop, [0.0, 100 * (y - o[1]) / y], atol=1e-4)
+    assert r.average_drop == pytest.approx(50 * (y - o[1]) / y, abs=1e-4)
+    assert r.increase.tolist() == [True, False] and r.increase_in_confidence == 50.0
+
+
 # --------------------------------------------------------------------------- ROAD
 def test_linear_imputation_reproduces_a_linear_ramp_inside_the_image():
     r, c = np.mgrid[0:8, 0:9]
@@ -198,6 +212,36 @@ def test_ssim_on_constructed_maps():
         faithfulness.ssim(blob[:, :2, :2], blob[:, :2, :2])
 
 
+def test_spearman_of_a_constant_map_is_an_error_or_nan_on_request():
+    ramp = np.arange(12.0).reshape(1, 3, 4)
+    flat = np.zeros((1, 3, 4))
+    with pytest.raises(ValueError, match=r"maps \[1\] .* constant after \|\.\|.*undefined"):
+        faithfulness.spearman(np.concatenate([ramp, ramp]), np.concatenate([ramp, -2 + 0 * ramp]))
+    rho = faithfulness.spearman(np.concatenate([ramp, ramp]), np.concatenate([ramp, flat]), constant="nan")
+    assert rho[0] == pytest.approx(1) and np.isnan(rho[1])
+    with pytest.raises(ValueError, match="constant must be"):
+        faithfulness.spearman(ramp, ramp, constant="zero")
+
+
+@pytest.mark.parametrize("metric", [faithfulness.spearman, faithfulness.ssim])
+def test_map_comparisons_refuse_nan_and_empty_batches(metric):
+    r, c = np.mgrid[0:8, 0:8]
+    blob = np.exp(-((r - 3.0) ** 2 + (c - 4.0) ** 2) / 6)[None]
+    bad = blob.copy()
+    bad[0, 2, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN or inf"):
+        metric(blob, bad)
+    with pytest.raises(ValueError, match="at least one map"):
+        metric(np.zeros((0, 8, 8)), np.zeros((0, 8, 8)))
+
+
+def test_average_drop_refuses_nan_or_pixel_less_saliency(toy):
+    with pytest.raises(ValueError, match="NaN or inf"):
+        faithfulness.average_drop_increase(toy, X_TOY, SAL * np.nan)
+    with pytest.raises(ValueError, match="at least one pixel"):
+        faithfulness.average_drop_increase(toy, X_TOY, np.zeros((1, 0, 2)))
+
+
 # --------------------------------------------------------------------------- sanity checks
 def block_model():
     rng = np.random.default_rng(4)
@@ -210,6 +254,8 @@ def block_model():
     x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
     model = keras.Model(inp, keras.layers.Dense(3, activation="softmax", name="head")(x), name="blocks")
     model.set_weights([rng.normal(size=w.shape).astype(np.float32) + 0.5 for w in model.get_weights()])
+    bn = model.get_layer("b2_bn")
+    bn.moving_variance.assign(np.abs(bn.moving_variance.numpy()) + 0.1)  # a negative variance gives NaN maps
     return model
 
 
@@ -243,7 +289,7 @@ def test_cascading_randomization_changes_weights_top_down_and_restores_them():
     assert dict(attribution._COMPILED[model]) == cache  # same compiled function, not rebuilt
     assert traces == {k: cache[k].experimental_get_tracing_count() for k in traces}
     assert r.spearman.shape == r.ssim.shape == (3, 2) and r.maps.shape == (3, 2, 6, 6)
-    np.testing.assert_allclose(r.spearman[-1], faithfulness.spearman(r.original, r.maps[-1]))
+    np.testing.assert_allclose(r.spearman[-1], faithfulness.spearman(r.original, r.maps[-1], constant="nan"))
     np.testing.assert_allclose(r.original, attribution.saliency(model, x, [0, 1]))  # the model works as before
 
 
@@ -269,7 +315,23 @@ def test_random_logit_explains_another_class(tiny):
     r = faithfulness.random_logit(tiny, x, attribution.saliency)
     assert r.classes.tolist() == (1 - top).tolist()  # two classes: the other one
     np.testing.assert_allclose(r.maps[0], attribution.saliency(tiny, x, r.classes))
-    np.testing.assert_allclose(r.spearman[0], faithfulness.spearman(r.original, r.maps[0]))
+    np.testing.assert_allclose(r.spearman[0], faithfulness.spearman(r.original, r.maps[0], constant="nan"))
+
+
+def test_random_logit_never_draws_the_explained_class_and_reaches_every_other():
+    inp = keras.Input((3, 3, 1))
+    model = keras.Model(inp, keras.layers.Dense(5, activation="softmax")(keras.layers.Flatten()(inp)), name="five")
+    x = np.zeros((200, 3, 3, 1), np.float32)
+    explained = np.arange(200, dtype=np.int32) % 5
+    ramp = np.arange(9.0).reshape(1, 3, 3)
+
+    def method(m, images, class_index):  # cheap: the check's class draw is what is tested
+        return np.repeat(ramp, len(images), 0) * (1 + np.asarray(class_index)[:, None, None])
+
+    r = faithfulness.random_logit(model, x, method, explained, seed=1)
+    assert (r.classes != explained).all()  # a map compared with itself would pass the check for any method
+    for c in range(5):
+        assert set(r.classes[explained == c]) == set(range(5)) - {c}
 
 
 def test_embedded_model_stages_go_from_the_head_to_the_stem(lite0):

@@ -174,6 +174,21 @@ def test_box_acc_and_choice_of_tau():
         L.box_acc_at_val_tau(picks, (test_large, test_large), np.array([0.25]))
 
 
+def test_test_thresholds_hold_every_tau_the_deployable_figures_read():
+    # V1 and each delta of V2 may pick a different tau on validation; scoring test only at test_thresholds
+    # must give the figures of the full grid
+    grid = np.array([0.1, 0.2, 0.3])
+    picks = {"tau": 0.2, "tau_v2": {0.3: 0.1, 0.5: 0.2, 0.7: 0.3}, "val_curve": []}
+    taus = L.test_thresholds(picks)
+    np.testing.assert_allclose(taus, grid)
+    large = np.array([[0.2, 0.55, 0.1], [0.6, 0.4, 0.8]])
+    best = np.array([[0.35, 0.55, 0.75], [0.25, 0.6, 0.65]])
+    cols = [int(np.argmin(np.abs(grid - t))) for t in taus]
+    full = L.box_acc_at_val_tau(picks, (large, best), grid)
+    assert L.box_acc_at_val_tau(picks, (large[:, cols], best[:, cols]), taus) == full
+    assert full["box_acc_v2_val_tau"] == pytest.approx((0.5 + 1.0 + 0.5) / 3)  # columns 0, 1, 2
+
+
 def test_centre_baseline_is_perfect_on_centred_objects_and_names_its_side():
     gt = L.centre_boxes(10, 0.4)
     r = L.centre_baseline(gt, gt)
@@ -200,6 +215,55 @@ def test_bad_input_gives_clear_errors():
         L.normalize_scoremaps(np.zeros((2, 0, 0)), 8)
     with pytest.raises(ValueError, match="at least one image"):
         L.max_box_acc(np.zeros((0, 5)))
+
+    with pytest.raises(ValueError, match="empty batch"):
+        L.box_ious(np.zeros((0, 3, 3)), np.zeros((0, 4)))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"gt": [[10, 20, 100, 200]]}, r"gt_boxes \[10.0, 20.0, 100.0, 200.0\] is not normalised"),
+        ({"thresholds": []}, "non-empty"),
+        ({"thresholds": [0.5, 2.0]}, r"thresholds .* \[0, 1\], got \[0.5, 2\]"),
+        ({"thresholds": [np.nan]}, r"\[0, 1\]"),
+    ],
+)
+def test_box_ious_refuses_pixel_boxes_and_thresholds_outside_0_1(kwargs, message):
+    maps = np.zeros((1, 8, 8))
+    maps[0, 2:5, 2:5] = 1.0
+    gt = np.asarray(kwargs.get("gt", [[0.25, 0.25, 0.625, 0.625]]), np.float64)
+    with pytest.raises(ValueError, match=message):
+        L.box_ious(maps, gt, np.asarray(kwargs.get("thresholds", [0.5])))
+
+
+@pytest.mark.parametrize(
+    "ious, delta, message",
+    [
+        (np.array([[0.6, np.nan]]), 0.5, "NaN"),
+        (np.array([[0.6, 1.7]]), 0.5, "in \\[0, 1\\]"),
+        (np.zeros((3, 0)), 0.5, "one threshold"),
+        (np.array([[0.6, 0.4]]), 50, "delta .* \\(0, 1\\].*0.5"),
+        (np.array([[0.6, 0.4]]), 0, "delta"),
+    ],
+)
+def test_max_box_acc_refuses_nan_ious_and_percent_deltas(ious, delta, message):
+    with pytest.raises(ValueError, match=message):
+        L.max_box_acc(ious, delta)
+
+
+def test_pointing_game_refuses_nan_empty_and_pixel_less_maps():
+    mask = np.zeros((1, 4, 4), np.uint8)
+    mask[0, 1, 1] = 1
+    bad = np.zeros((1, 4, 4))
+    bad[0, 3, 3] = np.nan  # np.argmax would point at the NaN: a hit or a miss by accident
+    with pytest.raises(ValueError, match="NaN"):
+        L.pointing_game(bad, mask)
+    with pytest.raises(ValueError, match="at least one image"):
+        L.pointing_game(np.zeros((0, 4, 4)), np.zeros((0, 4, 4), np.uint8))
+    with pytest.raises(ValueError, match="empty"):
+        L.pointing_game(np.zeros((1, 0, 4)), np.zeros((1, 0, 4), np.uint8))
+    assert L.pointing_game(np.zeros((1, 4, 4)), mask, tolerance=0) == 0.0  # all-zero map: first pixel, documented
 
 
 def test_collect_on_an_empty_split_says_so():

@@ -141,6 +141,54 @@ def test_a_cache_sidecar_that_is_not_an_object_is_rebuilt(tmp_path, monkeypatch)
     assert isinstance(json.loads(sidecar.read_text()), dict)
 
 
+def _hand_made_cache(directory, arrays: dict):
+    """A cache whose sidecar vouches for it (right SHA-256s), holding only ``arrays``."""
+    path = directory / f"efficientnet_lite0_v{models.CACHE_VERSION}.npz"
+    np.savez(path, **arrays)
+    path.with_suffix(".json").write_text(
+        json.dumps({"sha256": models.sha256(path), "source": models.EFFICIENTNET_LITE0_SHA256})
+    )
+    return path
+
+
+@pytest.mark.parametrize("damage", ["only the logits", "a wrong shape"])
+def test_a_cache_missing_layers_or_with_wrong_shapes_is_rebuilt(tmp_path, monkeypatch, lite0, damage):
+    # an intact-looking cache holding only `logits` used to leave the backbone random: a confident wrong answer
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path))
+    logits = lite0.get_layer("logits").get_weights()
+    if damage == "only the logits":
+        path = _hand_made_cache(tmp_path, {"logits/0": logits[0], "logits/1": logits[1]})
+    else:
+        arrays = {f"{lay.name}/{i}": w for lay in lite0.layers for i, w in enumerate(lay.get_weights())}
+        arrays["top_conv/0"] = arrays["top_conv/0"][..., :640]  # half the channels
+        path = _hand_made_cache(tmp_path, arrays)
+    calls = []
+    real = models._read_verified
+    monkeypatch.setattr(models, "_read_verified", lambda *a: calls.append(1) or real(*a))
+    model = models.load(NAME)
+    assert calls == [1], "the cache must be rebuilt from the .pth"
+    for a, b in zip(model.get_weights(), lite0.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    with np.load(path) as z:
+        assert len(z.files) == len(lite0.get_weights())  # the rebuilt cache holds every layer
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.with_suffix(".json").name, path.name]
+
+
+def test_a_cache_write_that_fails_leaves_no_temporary_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(models, "_read_verified", lambda *a: {})
+    monkeypatch.setattr(models, "convert_lite0", lambda state: {"layer": [np.arange(3.0)]})
+    monkeypatch.setattr(models, "weights_file", lambda: tmp_path / "unused.pth")
+
+    def full_disk(file, **arrays):
+        open(file, "wb").write(b"PK partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", full_disk)
+    assert models._cached_lite0_weights()["layer"][0].tolist() == [0, 1, 2]  # still a working model
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("name", ["xception", "vgg16", "resnet50", "cats_vs_dogs"])
 def test_download_models_fail_fast_offline(name, monkeypatch, tmp_path):
     def no_network(*args, **kwargs):

@@ -128,3 +128,24 @@ def test_pipeline_with_boxes_for_evaluation_only(trained):
     assert -1.0 <= float(x.numpy().min()) and float(x.numpy().max()) <= 1.0
     with pytest.raises(ValueError, match="flips images without their boxes"):
         training.make_pipeline(test, "efficientnet_lite0", 64, training=True, with_boxes=True)
+
+
+def test_an_interrupted_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    import keras
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    path = tmp_path / "cam.keras"
+    training._save(model, path, {"epochs": 1}, {"loss": [1.0]})
+    before = path.read_bytes(), path.with_suffix(".json").read_text()
+
+    def full_disk(self, filepath, *args, **kwargs):
+        open(filepath, "wb").write(b"PK partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(keras.Model, "save", full_disk)
+    model.layers[0].trainable = False  # frozen, as in stage 1
+    with pytest.raises(OSError, match="No space left"):
+        training._save(model, path, {"epochs": 2}, {"loss": [0.5]})
+    assert (path.read_bytes(), path.with_suffix(".json").read_text()) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cam.json", "cam.keras"]
+    assert not model.layers[0].trainable  # the flags are restored even when the save fails

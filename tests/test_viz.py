@@ -50,3 +50,29 @@ def test_standardize_mean_128_and_64_per_std_over_the_given_axes():
     out = viz.standardize(batch, axis=(1, 2, 3))
     np.testing.assert_array_equal(out[0], out[1])
     assert out.dtype == np.uint8 and not np.isnan(viz.standardize(np.zeros((3, 3)))).any()
+
+
+@pytest.mark.parametrize("kind", ["image", "figure"])
+def test_save_on_a_full_disk_keeps_the_old_file_and_leaves_no_temporary(tmp_path, monkeypatch, kind):
+    import errno
+
+    import matplotlib.figure
+    from PIL import Image
+
+    old = viz.save(np.zeros((4, 4, 3), np.uint8), "x.png", directory=tmp_path).read_bytes()
+
+    def full_disk(self, fp, *args, **kwargs):
+        with open(fp, "wb") as f:
+            f.write(b"\x89PNG partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    if kind == "image":
+        monkeypatch.setattr(Image.Image, "save", full_disk)
+        what = np.full((4, 4, 3), 255, np.uint8)
+    else:
+        monkeypatch.setattr(matplotlib.figure.Figure, "savefig", full_disk)
+        what = viz.show([np.zeros((4, 4))])
+    with pytest.raises(OSError, match="No space left"):
+        viz.save(what, "x.png", directory=tmp_path)
+    assert (tmp_path / "x.png").read_bytes() == old
+    assert [p.name for p in tmp_path.iterdir()] == ["x.png"]

@@ -239,11 +239,28 @@ def prepare(model, images, class_index, output=None):
     return x, class_indices(class_index, int(x.shape[0]), num_classes(model, output))
 
 
-def run(model, images, class_index, layer, method: str, build: Callable, return_class: bool = False, *, output=None):
-    """Check arguments, call the compiled method, return numpy maps ``(B, h, w)`` (and classes)."""
+def run(
+    model,
+    images,
+    class_index,
+    layer,
+    method: str,
+    build: Callable,
+    return_class: bool = False,
+    *,
+    output=None,
+    inspect: Callable | None = None,
+):
+    """Check arguments, call the compiled method, return numpy maps ``(B, h, w)`` (and classes).
+
+    With ``inspect``, the compiled function returns ``(maps, idx, *extra)`` and
+    ``inspect(layer, *extra)`` is called with the resolved layer (to warn about it).
+    """
     x, idx = prepare(model, images, class_index, output)
     fn = compiled(model, layer, method, build, output)
-    maps, used = fn(x, tf.constant(idx))
+    maps, used, *extra = fn(x, tf.constant(idx))
+    if inspect is not None:
+        inspect(find_layer(model, layer), *extra)
     maps = maps.numpy().astype(np.float32)
     return (maps, used.numpy()) if return_class else maps
 
@@ -255,12 +272,23 @@ def upsample(heatmaps, size) -> np.ndarray:
     combination, so for maps in [0, 1] the clip only removes float round-off
     (pytorch-grad-cam resizes with OpenCV and tf-keras-vis with scipy's
     ``zoom``, then both min-max rescale; we keep the maps' own scale instead).
+
+    Raises:
+        ValueError: maps that are not 2-D/3-D, have no pixel or hold NaN/inf, or a
+            ``size`` that is not one or two ints >= 1.
     """
     h = np.asarray(heatmaps, np.float32)
+    if h.ndim not in (2, 3) or 0 in h.shape[-2:]:
+        raise ValueError(f"heatmaps must be (B, h, w) or (h, w) with at least one pixel, got shape {h.shape}")
+    if not np.isfinite(h).all():
+        raise ValueError("heatmaps contain NaN or inf; normalise them with max + eps")
     single = h.ndim == 2
     if single:
         h = h[None]
-    size = (size, size) if isinstance(size, int) else tuple(size)
+    size = (size, size) if isinstance(size, (int, np.integer)) else tuple(size)
+    if len(size) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in size):
+        raise ValueError(f"size must be an int or (H, W) of ints >= 1, got {size!r}")
+    size = tuple(int(v) for v in size)
     out = tf.image.resize(h[..., None], size, method="bilinear")[..., 0].numpy()
     out = np.clip(out, 0.0, 1.0)
     return out[0] if single else out
