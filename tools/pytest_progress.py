@@ -85,17 +85,24 @@ class Progress:
                 pass
 
     def _beat(self) -> None:
-        last = None
-        while not self.stop.wait(min(self.every / 10, 0.5)):
+        """Wakes at ``start + k * every`` of the running item (no drift), and twice a second to see a new one."""
+        seen, beats = None, 0
+        while True:
             running = self.current
-            if running is None:
-                continue
-            nodeid, start = running
-            now = time.monotonic()
-            due = start + self.every if last is None or last[0] != running else last[1] + self.every
-            if now >= due:
-                self.write(f"  still running {nodeid} ({now - start:.0f} s)")
-                last = (running, now)
+            if running is not seen:
+                seen, beats = running, 0
+            wait = 0.5
+            if running is not None:
+                nodeid, start = running
+                now = time.monotonic()
+                due = start + (beats + 1) * self.every
+                if now >= due:
+                    self.write(f"  still running {nodeid} ({now - start:.0f} s)")
+                    beats += 1
+                    continue
+                wait = min(due - now, 0.5)
+            if self.stop.wait(wait):
+                return
 
     # ---------------------------------------------------------------- hooks
     def pytest_runtest_logstart(self, nodeid, location):
