@@ -311,14 +311,17 @@ def level_boxes(image: np.ndarray, levels) -> tuple[np.ndarray, np.ndarray, np.n
     if n == 0:
         return np.zeros((len(levels), 4), np.int64), np.ones(len(levels), np.int64), np.zeros(len(levels), np.int64)
     lengths = np.fromiter(map(len, found), np.int64, n)
-    points = np.concatenate(found).reshape(-1, 2).astype(np.int64)
+    points = np.concatenate(found).reshape(-1, 2)  # int32 (|x y' - y x'| < 2^31 while sides are < 2^15)
+    if max(height, width) >= 2**15:
+        points = points.astype(np.int64)
     first = np.concatenate([[0], np.cumsum(lengths)[:-1]])
     x, y = points[:, 0], points[:, 1]
     after = np.arange(1, len(points) + 1)
     after[first + lengths - 1] = first  # each polygon closes on its first point
-    twice_area = np.abs(np.add.reduceat(x * y[after] - y * x[after], first))
+    twice_area = np.abs(np.add.reduceat((x * y[after] - y * x[after]).astype(np.int64), first))
     shift = np.repeat(extents[:, [2, 0]], counts, axis=0)  # each contour's crop corner x0, y0
-    x0, y0 = np.minimum.reduceat(x, first) + shift[:, 0], np.minimum.reduceat(y, first) + shift[:, 1]
+    x0 = np.minimum.reduceat(x, first) + shift[:, 0]  # int64, as the shift
+    y0 = np.minimum.reduceat(y, first) + shift[:, 1]
     x1 = np.minimum(np.maximum.reduceat(x, first) + shift[:, 0] + 1, width - 1)
     y1 = np.minimum(np.maximum.reduceat(y, first) + shift[:, 1] + 1, height - 1)
     contour_boxes = np.stack([x0, y0, x1, y1], 1)

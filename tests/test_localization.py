@@ -219,6 +219,13 @@ def test_largest_is_by_contour_area_not_pixels_so_a_pixel_count_component_tree_i
         assert_level_boxes_are_the_reference(image, [0])
 
 
+def test_level_boxes_on_an_image_wider_than_int16():
+    image = np.zeros((4, 33000), np.uint8)
+    image[1:3, 100:32990] = 200  # twice the area is about 2 * 32890 * 1: exact in int64 as in OpenCV's double
+    image[1:4, 32992:32999] = 100
+    assert_level_boxes_are_the_reference(image, [0, 150])
+
+
 def test_levels_with_the_same_region_are_thresholded_once():
     image = np.array([[0, 10, 10], [0, 200, 10]], np.uint8)
     keys = L._mask_keys(image, np.array([-3, 0, 5, 9, 10, 150, 199, 200, 254]))
