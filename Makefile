@@ -66,11 +66,12 @@ site: $(SITE_STAMP)
 site-deps: $(SITE_STAMP)
 
 ## test: ruff, the student copy, the unit tests (site build + browser test included), nbval over the notebooks
+## (tools/pytest_progress.py, via conftest.py: a line per notebook and per slow cell, a heartbeat every 20 s)
 test: lint student-copy site-deps unit nbval
 
 lint: $(STAMP)
-	$(BIN)/ruff check helpers tools tests $(wildcard benchmarks)
-	$(BIN)/ruff format --check helpers tools tests $(wildcard benchmarks)
+	$(BIN)/ruff check conftest.py helpers tools tests $(wildcard benchmarks)
+	$(BIN)/ruff format --check conftest.py helpers tools tests $(wildcard benchmarks)
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests

@@ -1,6 +1,9 @@
 import cv2
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from helpers import localization as L
 
@@ -121,6 +124,114 @@ def test_constructed_map_oracle_by_hand():
     np.testing.assert_allclose(best[0], [1.0, 1.0, 1.0, 1.0])
     assert L.scoremap_boxes(m[0], [0.5])[0].tolist() == [[5, 5, 9, 9]]
     assert L.max_box_acc(large) == 1.0 and L.max_box_acc_v2(best) == 1.0
+
+
+# ---- every level's boxes in one call (helpers.localization.level_boxes) vs the reference loop ----
+
+
+def ref_level(image, level):
+    """compute_bboxes_from_scoremaps at one uint8 level: all contours' boxes, and the largest's index."""
+    height, width = image.shape
+    _, thr = cv2.threshold(image, int(level), 255, cv2.THRESH_BINARY)
+    contours = cv2.findContours(thr, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[0]
+    if len(contours) == 0:
+        return [[0, 0, 0, 0]], 0
+    boxes = []
+    for contour in contours:
+        x, y, w, h = cv2.boundingRect(contour)
+        boxes.append([x, y, min(x + w, width - 1), min(y + h, height - 1)])
+    largest = max(contours, key=cv2.contourArea)  # the reference's rule: the first of equal areas
+    return boxes, next(i for i, c in enumerate(contours) if c is largest)
+
+
+def assert_level_boxes_are_the_reference(image, levels):
+    boxes, counts, largest = L.level_boxes(image, levels)
+    assert len(counts) == len(largest) == len(levels) and counts.sum() == len(boxes)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    for level, start, count, k in zip(levels, starts, counts, largest):
+        want, want_k = ref_level(image, level)
+        assert boxes[start : start + count].tolist() == want, f"level {level}"
+        assert k == want_k, f"level {level}"
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    hnp.arrays(np.uint8, hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=24)),
+    st.sampled_from([255, 4, 2]),  # any uint8 values, few levels (plateaus, ties), a binary map
+)
+def test_level_boxes_equal_the_reference_loop_on_random_maps(image, values):
+    image = (image % values * (255 // max(values - 1, 1))).astype(np.uint8)
+    assert_level_boxes_are_the_reference(image, np.arange(-1, 257))
+
+
+def course_like_maps(rng, n=4, size=224):
+    """CAM-like maps: 7x7 grids (one or two hot cells) upsampled bicubically, and smooth Gaussian blobs."""
+    cams = rng.random((n, 7, 7)) ** 3
+    return np.concatenate([L.normalize_scoremaps(cams, size), L.normalize_scoremaps(blobs(rng, n, 28), size)])
+
+
+def test_level_boxes_equal_the_reference_loop_on_course_like_maps():
+    rng = np.random.default_rng(22)
+    for scoremap in course_like_maps(rng, n=2):
+        image = L._quantize(scoremap)
+        assert_level_boxes_are_the_reference(image, np.unique(L._levels(image, L.THRESHOLDS)))
+
+
+def test_box_ious_equal_the_reference_loop_on_course_like_and_noisy_maps():
+    rng = np.random.default_rng(5)
+    maps = np.concatenate([course_like_maps(rng, n=3, size=96), L.normalize_scoremaps(rng.random((2, 24, 24)), 96)])
+    gt = random_gt(rng, len(maps))
+    large, best = L.box_ious(maps, gt, L.THRESHOLDS)
+    for i, scoremap in enumerate(maps):
+        gt_px = L.gt_pixel_boxes(gt[i], 96)
+        image = L._quantize(scoremap)
+        for j, level in enumerate(L._levels(image, L.THRESHOLDS)):
+            if j % 7 and j < 990:  # every 7th tau and the last ones (the reference loop is slow)
+                continue
+            boxes, k = ref_level(image, level)
+            assert large[i, j] == ref_iou(boxes[k], gt_px)
+            assert best[i, j] == max(ref_iou(b, gt_px) for b in boxes)
+
+
+def test_largest_is_by_contour_area_not_pixels_so_a_pixel_count_component_tree_is_not_the_reference():
+    # why the boxes do not come from a union-find over pixels tracking pixel counts (issue 22):
+    # (1) a 1 x 25 line has 25 pixels and contour area 0; a 3 x 3 square has 9 pixels and area 4
+    m = np.zeros((12, 30), np.uint8)
+    m[1, 1:26] = 255
+    m[5:8, 5:8] = 255
+    boxes, counts, largest = L.level_boxes(m, [0])
+    assert boxes[largest[0]].tolist() == [5, 5, 8, 8]  # the square, not the line's [1, 1, 26, 2]
+    # (2) a one-pixel ring (76 pixels) encloses area 361; a 10 x 10 block (100 pixels) has area 81
+    m = np.zeros((24, 40), np.uint8)
+    m[1:21, 1:21] = 255
+    m[2:20, 2:20] = 0
+    m[5:15, 25:35] = 255
+    boxes, counts, largest = L.level_boxes(m, [0])
+    assert counts[0] == 3 and boxes[largest[0]].tolist() == [1, 1, 21, 21]  # outer ring, hole, block
+    assert [1, 1, 21, 21] in boxes.tolist() and [2, 2, 20, 20] not in boxes.tolist()  # the hole's own box
+    # (3) equal areas: OpenCV lists the component found last in raster order first, and it wins
+    m = np.zeros((20, 20), np.uint8)
+    for y, x in [(1, 1), (1, 10), (10, 1), (10, 10)]:
+        m[y : y + 3, x : x + 3] = 255
+    boxes, counts, largest = L.level_boxes(m, [0])
+    assert boxes[largest[0]].tolist() == [10, 10, 13, 13]
+    for image in (m,):
+        assert_level_boxes_are_the_reference(image, [0])
+
+
+def test_level_boxes_on_an_image_wider_than_int16():
+    image = np.zeros((4, 33000), np.uint8)
+    image[1:3, 100:32990] = 200  # twice the area is about 2 * 32890 * 1: exact in int64 as in OpenCV's double
+    image[1:4, 32992:32999] = 100
+    assert_level_boxes_are_the_reference(image, [0, 150])
+
+
+def test_levels_with_the_same_region_are_thresholded_once():
+    image = np.array([[0, 10, 10], [0, 200, 10]], np.uint8)
+    keys = L._mask_keys(image, np.array([-3, 0, 5, 9, 10, 150, 199, 200, 254]))
+    assert keys.tolist() == [-3, 0, 0, 0, 10, 10, 10, 200, 200]
+    for level, key in zip([0, 5, 9, 150, 199, 254], [0, 0, 0, 10, 10, 200]):
+        assert ((image > level) == (image > key)).all()
 
 
 def test_empty_map_gives_the_zero_box_as_the_reference_does():
