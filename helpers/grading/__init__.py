@@ -32,6 +32,7 @@ import time
 import warnings
 from pathlib import Path
 
+from .._files import write_text
 from . import report, sandbox
 from .cases import POINTS, TASK_TITLES, TASKS
 
@@ -323,7 +324,7 @@ def grade_one(student: str, path: Path, out: Path, hide: list[Path], options: di
     (work / "home").mkdir(parents=True)
     (work / "tmp").mkdir()
     iso = options["isolation"]
-    report.atomic_write(
+    write_text(
         work / "job.json",
         json.dumps({"cells": cells, "cell_timeout": options["cell_timeout"], "refuse_network": not iso.network}),
     )
@@ -519,12 +520,10 @@ def grade(
                 student, _ = running[fut]
                 row, detail = fut.result()
                 rows[student] = row
-                report.atomic_write(
-                    out / "feedback" / f"{_safe(student)}.html", report.feedback_html(row, detail, lines)
-                )
+                write_text(out / "feedback" / f"{_safe(student)}.html", report.feedback_html(row, detail, lines))
                 cache[student] = {"sha256": digests.get(student), "key": key, "row": row}
                 report.write_csv(out / "grades.csv", list(rows.values()))
-                report.atomic_write(cache_path, json.dumps(cache))
+                write_text(cache_path, json.dumps(cache))
                 done += 1
                 echo(f"[{done}/{len(todo)}] {student}: {row['total']:g}/{row['max']:g} points, {row['status']} "
                      f"({detail.get('seconds', 0):.0f} s, {detail.get('peak_mb', 0):,} MB)")  # fmt: skip

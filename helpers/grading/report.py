@@ -5,25 +5,14 @@ from __future__ import annotations
 import csv
 import html
 import io
-import os
 from pathlib import Path
 
 import numpy as np
 
+from .._files import write_bytes, write_text
 from .cases import POINTS, TASK_TITLES, TASKS
 
 COLUMNS = ("student", *TASKS, "total", "max", "status")
-
-
-def atomic_write(path: Path, data: bytes | str) -> None:
-    """Write ``path`` through a temporary file and a rename: a reader never sees half a file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data.encode() if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
@@ -33,7 +22,7 @@ def write_csv(path: Path, rows: list[dict]) -> None:
     writer.writeheader()
     for row in sorted(rows, key=lambda r: r["student"]):
         writer.writerow(row)
-    atomic_write(path, buf.getvalue())
+    write_text(path, buf.getvalue())
 
 
 def feedback_html(row: dict, detail: dict, isolation: list[str]) -> str:
@@ -115,4 +104,4 @@ def summary_png(path: Path, rows: list[dict]) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)
-    atomic_write(path, buf.getvalue())
+    write_bytes(path, buf.getvalue())

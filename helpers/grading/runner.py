@@ -15,7 +15,6 @@ crash) still has the tasks it defined before graded.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import sys
@@ -23,6 +22,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from .._files import atomic_path, write_text
 
 CASE_SECONDS = 30  # one call of a learner's function on one hidden case
 
@@ -69,9 +70,7 @@ def _on_alarm(signum, frame):
 
 
 def _write_json(path: Path, data) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
+    write_text(path, json.dumps(data))
 
 
 def _first_line(exc: BaseException) -> str:
@@ -122,9 +121,8 @@ def evaluate(task: str, fn, results: Path) -> None:
         after = [a for a in args if isinstance(a, np.ndarray)]
         status["mutated"] = any(b.shape != a.shape or not np.array_equal(b, a) for b, a in zip(before, after))
         statuses.append(status)
-    tmp = results / f"{task}.tmp.npz"
-    np.savez(tmp, **arrays)
-    os.replace(tmp, results / f"{task}.npz")
+    with atomic_path(results / f"{task}.npz") as tmp:
+        np.savez(tmp, **arrays)
     _write_json(results / f"{task}.json", statuses)
 
 
