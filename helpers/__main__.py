@@ -351,7 +351,7 @@ def main(argv=None) -> int:
         "isolation is in force). Writes OUT/grades.csv, OUT/feedback/<student>.html and OUT/summary.png.",
     )
     gr.add_argument("submissions", type=Path, help="folder of returned notebooks")
-    gr.add_argument("--out", type=Path, required=True, help="folder for the results (created; it must not contain SUBMISSIONS)")
+    gr.add_argument("--out", type=Path, required=True, help="folder for the results (must not contain SUBMISSIONS)")
     gr.add_argument("--timeout", type=_seconds, default=300, help="seconds per submission (default 300)")
     gr.add_argument("--cell-timeout", type=_seconds, default=120, help="seconds per code cell (default 120)")
     gr.add_argument("--memory", type=_positive, default=4096, help="MB of memory per submission (default 4096)")
