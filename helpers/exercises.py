@@ -327,7 +327,7 @@ def judge_overlay(got, image, heat, alpha: float) -> None:
             raise CaseFailed(f"mean difference {diff:.0f} levels — {hint}")
     raise CaseFailed(
         f"alpha={alpha:g}: mean difference {diff:.0f} levels from (1 - alpha) * image + alpha * colorized heatmap "
-        f"(matplotlib {OVERLAY_CMAP!r}, RGB, scaled to 0..255) — BGR from cv2.applyColorMap? "
+        f"(matplotlib {OVERLAY_CMAP!r}, RGB, scaled to 0..255) — a nearest-neighbour resize instead of bilinear? "
         "a heatmap not scaled to 0..255? alpha on the wrong term?"
     )
 

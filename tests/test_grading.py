@@ -217,6 +217,8 @@ def test_forbidden_modules_inside_task_functions_are_found_statically():
         "def get_bbox(m, t=0.5):\n    return helpers.boxes.heatmap_to_box(m, t)",
         "def get_iou(a, b):\n    x = exercises.to_input\n    return 0.0",
         "box = helpers.boxes.heatmap_to_box  # outside a task function: fine",
+        "from helpers import boxes  # a later cell's import does not taint a local variable of the same name",
+        "def generate_grad_cam(model, layer, item):\n    boxes = [1]\n    return boxes",
     ]
     found = grading.forbidden_uses(cells)
     assert found == {

@@ -188,6 +188,9 @@ def forbidden_uses(cells: list[str]) -> dict[str, str]:
         seen.add(fn_name)
         nodes = list(ast.walk(defs[fn_name]))
         inner = {id(n.value) for n in nodes if isinstance(n, ast.Attribute)}  # parts of a longer dotted name
+        local = {a.arg for n in nodes if isinstance(n, ast.arguments) for a in [*n.posonlyargs, *n.args,
+                 *n.kwonlyargs, *filter(None, [n.vararg, n.kwarg])]}  # fmt: skip
+        local |= {n.id for n in nodes if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store | ast.Del)}
         for node in nodes:
             if id(node) in inner:
                 continue
@@ -195,6 +198,8 @@ def forbidden_uses(cells: list[str]) -> dict[str, str]:
             if name is None:
                 continue
             head, _, rest = name.partition(".")
+            if head in local:  # a variable of the function that happens to share an imported name
+                continue
             full = aliases.get(head, head) + (f".{rest}" if rest else "")
             if head in aliases and _forbidden(full):
                 return full
