@@ -15,6 +15,7 @@ crash) still has the tasks it defined before graded.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import sys
@@ -128,8 +129,9 @@ def evaluate(task: str, fn, results: Path) -> None:
 
 def main() -> int:
     """Run ``job.json`` in the current folder (the submission's own)."""
-    job = json.loads(Path("job.json").read_text())
-    results = Path("results")
+    here = Path.cwd().resolve()  # absolute: a cell may change the working folder
+    job = json.loads((here / "job.json").read_text())
+    results = here / "results"
     results.mkdir(exist_ok=True)
     if job.get("refuse_network"):
         _refuse_network()
@@ -156,7 +158,7 @@ def main() -> int:
     for index, source in enumerate(job["cells"]):
         start = time.monotonic()
         entry = {"cell": index, "status": "ok"}
-        _write_json(Path("progress.json"), {"cell": index, "of": len(job["cells"])})
+        _write_json(here / "progress.json", {"cell": index, "of": len(job["cells"])})
         sys.stdout = sys.stderr = sink
         _alarm(job["cell_timeout"])
         try:
@@ -183,13 +185,13 @@ def main() -> int:
                 seen[task] = fn
                 evaluate(task, fn, results)
         log.append(entry)
-        _write_json(Path("cells.json"), {"cells": log, "output_chars": sink.chars})
+        _write_json(here / "cells.json", {"cells": log, "output_chars": sink.chars})
     for task in TASKS:  # the final definitions, with every global the notebook set
         fn = shell.user_ns.get(task)
         if callable(fn):
             evaluate(task, fn, results)
-    _write_json(Path("done.json"), {"cells": len(job["cells"])})
-    return 0
+    _write_json(here / "done.json", {"cells": len(job["cells"])})
+    os._exit(0)  # threads a cell left running must not keep the process alive
 
 
 if __name__ == "__main__":
