@@ -307,9 +307,9 @@ def check_overlay(visualize_cam_on_image) -> None:
                     "image first, then colour it"
                 )
             raise _Fail(
-                f"with alpha=1 the result must be the colorized heatmap (matplotlib 'jet' or {_viz.HEATMAP_CMAP!r}, RGB); "
-                f"mean difference "
-                f"{diff:.0f} levels — BGR from cv2.applyColorMap? a heatmap not scaled to 0..255?"
+                "with alpha=1 the result must be the colorized heatmap (matplotlib 'jet' or "
+                f"{_viz.HEATMAP_CMAP!r}, RGB); mean difference {diff:.0f} levels — "
+                "BGR from cv2.applyColorMap? a heatmap not scaled to 0..255?"
             )
 
     def half():

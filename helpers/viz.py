@@ -41,8 +41,10 @@ def standardize(values, axis=(-2, -1)) -> np.ndarray:
 
 
 def clip_percentile(attribution, percentile: float = 99.0, signed: bool = False) -> np.ndarray:
-    """Scale attributions for display as the attribution literature does: divide each map by the given
-    percentile of its absolute values and clip, so a few extreme pixels do not turn the rest black.
+    """Scale attributions for display as the attribution literature does (percentile clipping).
+
+    Each map is divided by the given percentile of its absolute values and clipped, so a few extreme pixels
+    do not turn the rest black.
 
     Args:
         attribution: one map ``(h, w)`` or a batch ``(n, h, w)``, any sign.
@@ -77,14 +79,32 @@ def is_empty(heatmap) -> bool:
 
 def mark_empty(ax, text: str = "empty map") -> None:
     """Write ``text`` across a Matplotlib panel whose heatmap is all zero."""
-    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", fontsize=11, color="white",
-            bbox=dict(facecolor="black", alpha=0.6, edgecolor="white", pad=3))
+    ax.text(
+        0.5,
+        0.5,
+        text,
+        transform=ax.transAxes,
+        ha="center",
+        va="center",
+        fontsize=11,
+        color="white",
+        bbox=dict(facecolor="black", alpha=0.6, edgecolor="white", pad=3),
+    )
 
 
-def colorbar(fig, label: str = "heatmap value (0 = none, 1 = the map's maximum)", signed: bool = False, axes=None,
-             cmap: str | None = None, **kwargs):
-    """One colour bar for the heatmaps of a figure, in [0, 1] (``HEATMAP_CMAP``) or, signed, in [-1, 1]
-    (``SIGNED_CMAP``): the scale that ``show`` and ``overlay`` use. Returns the colour bar."""
+def colorbar(
+    fig,
+    label: str = "heatmap value\n(0 = none, 1 = the map's maximum)",
+    signed: bool = False,
+    axes=None,
+    cmap: str | None = None,
+    **kwargs,
+):
+    """One colour bar for the heatmaps of a figure; returns it.
+
+    In [0, 1] with ``HEATMAP_CMAP`` or, ``signed``, in [-1, 1] with ``SIGNED_CMAP``: the scales that ``show``
+    and ``overlay`` use. ``axes``: the axes it takes room from (all of the figure's by default).
+    """
     import matplotlib.pyplot as plt
 
     cmap = cmap or (SIGNED_CMAP if signed else HEATMAP_CMAP)
@@ -131,8 +151,16 @@ def overlay(image, heatmap, alpha: float = 0.4, cmap: str = HEATMAP_CMAP) -> np.
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
-def show(images, titles=None, cols: int | None = None, size: float = 3.0, cmap=HEATMAP_CMAP, dpi: int = FIGURE_DPI,
-         empty=None, fontsize: float = 11):
+def show(
+    images,
+    titles=None,
+    cols: int | None = None,
+    size: float = 3.0,
+    cmap=HEATMAP_CMAP,
+    dpi: int = FIGURE_DPI,
+    empty=None,
+    fontsize: float = 11,
+):
     """Images (RGB or 2-D heatmaps) side by side with titles; returns the figure.
 
     A 2-D heatmap is drawn with ``cmap`` on the scale 0..1, or, when it has negative values, with ``SIGNED_CMAP`` on

@@ -57,8 +57,9 @@ def test_heatmaps_default_to_the_course_perceptual_map():
     c = viz.colorize(np.array([[0.0, 0.5, 1.0]]))
     lightness = c[0].astype(float) @ [0.299, 0.587, 0.114]
     assert lightness[0] < 10 and lightness[0] < lightness[1] < lightness[2]  # black -> ... -> pale yellow
-    np.testing.assert_array_equal(viz.overlay(np.zeros((8, 8, 3), np.uint8), np.ones((2, 2)), alpha=1.0),
-                                  viz.colorize(np.ones((8, 8))))
+    np.testing.assert_array_equal(
+        viz.overlay(np.zeros((8, 8, 3), np.uint8), np.ones((2, 2)), alpha=1.0), viz.colorize(np.ones((8, 8)))
+    )
 
 
 def test_clip_percentile_scales_by_the_99th_percentile_of_the_absolute_value():
