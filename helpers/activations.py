@@ -81,20 +81,29 @@ def activation_grid(activation, images_per_row: int = 16) -> np.ndarray:
     return grid[:-1, :-1]
 
 
-def plot_activations(activations: dict, images_per_row: int = 16, width: float = 10.0, max_channels=None, dpi=72):
+def plot_activations(
+    activations: dict, images_per_row: int = 8, width: float = 9.0, max_channels=None, dpi=None, colorbar: bool = True
+):
     """One figure per layer: its channel grid titled with the layer name and shape.
+
+    Each tile is standardised on its own (``viz.standardize``: mean at 128, 64 grey levels per standard
+    deviation), so the colour bar is labelled in standard deviations from the channel's own mean; a blank
+    channel (constant, e.g. all 0 after a ReLU) is drawn at the bottom of the scale and labelled "blank".
 
     Args:
         activations: ``{layer name: (1, h, w, C) activation}``.
         images_per_row: tiles per row.
         width: figure width in inches (the height follows the grid).
         max_channels: draw only the first channels of wide layers.
-        dpi: figure resolution.
+        dpi: figure resolution; None is ``viz.FIGURE_DPI``.
+        colorbar: add the colour bar in standard deviations.
 
     Returns:
         The list of matplotlib figures.
     """
     import matplotlib.pyplot as plt
+
+    from .viz import FIGURE_DPI, HEATMAP_CMAP
 
     figs = []
     for name, act in activations.items():
@@ -102,9 +111,29 @@ def plot_activations(activations: dict, images_per_row: int = 16, width: float =
         if max_channels is not None:
             a = a[..., :max_channels]
         grid = activation_grid(a, images_per_row)
-        fig = plt.figure(figsize=(width, width * grid.shape[0] / grid.shape[1] + 0.3), dpi=dpi)
-        plt.title(f"{name}  {tuple(np.asarray(act).shape[-3:])}", fontsize=9)
-        plt.imshow(grid, aspect="auto", cmap="viridis")
+        fig = plt.figure(
+            figsize=(width, width * grid.shape[0] / grid.shape[1] * (0.88 if colorbar else 1) + 0.4),
+            dpi=dpi or FIGURE_DPI,
+        )
+        plt.title(f"{name}  {tuple(np.asarray(act).shape[-3:])}, first {a.shape[-1]} channels", fontsize=12)
+        im = plt.imshow(grid, aspect="auto", cmap=HEATMAP_CMAP, vmin=0, vmax=255)
         plt.axis("off")
+        h, w, c = a.shape
+        cols = min(images_per_row, c)
+        for k in np.flatnonzero(a.std(axis=(0, 1)) <= 1e-6):  # constant (blank) channels: say so on the tile
+            row, col = divmod(int(k), cols)
+            plt.text(
+                col * (w + 1) + w / 2,
+                row * (h + 1) + h / 2,
+                "blank",
+                color="white",
+                ha="center",
+                va="center",
+                fontsize=10,
+            )
+        if colorbar:
+            bar = fig.colorbar(im, ax=fig.axes[0], fraction=0.03, pad=0.01)
+            bar.set_ticks([0, 64, 128, 192, 255], labels=["≤ −2", "−1", "0", "+1", "≥ +2"])
+            bar.set_label("standard deviations from\nthe channel's mean", fontsize=10)
         figs.append(fig)
     return figs

@@ -32,8 +32,8 @@ class CaseFailed(Exception):
     """A case failed; the message is the hint shown to the learner (and in the grader's feedback)."""
 
 
-OVERLAY_CMAP = "inferno"
-"""The colour map of task 2 (the course's one perceptual colour map for heatmaps)."""
+OVERLAY_CMAP = _viz.HEATMAP_CMAP
+"""The colour map of task 2: the course's one perceptual colour map for heatmaps (``"inferno"``)."""
 
 
 def to_input(model, image) -> np.ndarray:

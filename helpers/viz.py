@@ -12,6 +12,15 @@ _REPO = Path(__file__).resolve().parent.parent
 # In a checkout, figures go to the repository's images/; installed elsewhere, to ./images
 IMAGES_DIR = _REPO / "images" if (_REPO / "notebooks").is_dir() else Path("images")
 
+# The course's one colour map for heatmaps. A perceptual map: its lightness rises monotonically from black to
+# pale yellow, so equal steps in value look like equal steps, and it still reads when printed in greyscale.
+# Rainbow maps such as "jet" are not monotone in lightness and their bright bands (cyan, yellow) invent edges.
+HEATMAP_CMAP = "inferno"
+# Signed maps (attributions that can be negative): a diverging map, white at 0, drawn with symmetric limits.
+SIGNED_CMAP = "RdBu_r"
+# Figures of the course: at least this many dots per inch (sharp on the site and in the notebooks).
+FIGURE_DPI = 100
+
 
 def standardize(values, axis=(-2, -1)) -> np.ndarray:
     """Values to uint8 for display: mean 128, 64 grey levels per standard deviation, clipped.
@@ -33,7 +42,81 @@ def standardize(values, axis=(-2, -1)) -> np.ndarray:
     return np.where(flat, 0, np.clip(z * 64 + 128, 0, 255)).astype(np.uint8)
 
 
-def colorize(heatmap, cmap: str = "jet") -> np.ndarray:
+def clip_percentile(attribution, percentile: float = 99.0, signed: bool = False) -> np.ndarray:
+    """Scale attributions for display as the attribution literature does (percentile clipping).
+
+    Each map is divided by the given percentile of its absolute values and clipped, so a few extreme pixels
+    do not turn the rest black.
+
+    Args:
+        attribution: one map ``(h, w)`` or a batch ``(n, h, w)``, any sign.
+        percentile: of ``|attribution|``, per map (99: the top 1% of pixels saturate).
+        signed: keep the sign, giving values in [-1, 1] (draw with ``SIGNED_CMAP``, limits -1 and 1);
+            otherwise the absolute value, in [0, 1] (draw with ``HEATMAP_CMAP``).
+
+    Returns:
+        float32, same shape. A map whose percentile is 0 is scaled by its maximum |value| instead; an all-zero map
+        stays all 0.
+    """
+    a = np.asarray(attribution, np.float32)
+    if a.ndim not in (2, 3):
+        raise ValueError(f"clip_percentile takes (h, w) or (n, h, w) maps, got shape {a.shape}")
+    if not 0 < percentile <= 100:
+        raise ValueError(f"percentile must be in (0, 100], got {percentile}")
+    if not np.isfinite(a).all():
+        raise ValueError("the attribution contains NaN or infinity")
+    batch = a.reshape(-1, *a.shape[-2:])
+    flat = np.abs(batch).reshape(len(batch), -1)
+    scale = np.percentile(flat, percentile, axis=1)
+    scale = np.where(scale > 0, scale, flat.max(axis=1))
+    scale = np.where(scale > 0, scale, 1.0)[:, None, None]
+    out = batch / scale if signed else np.abs(batch) / scale
+    return np.clip(out, -1.0 if signed else 0.0, 1.0).astype(np.float32).reshape(a.shape)
+
+
+def is_empty(heatmap) -> bool:
+    """True for an all-zero map (nothing to show), which must not be drawn like a uniformly weak one."""
+    return not np.any(np.asarray(heatmap))
+
+
+def mark_empty(ax, text: str = "empty map") -> None:
+    """Write ``text`` across a Matplotlib panel whose heatmap is all zero."""
+    ax.text(
+        0.5,
+        0.5,
+        text,
+        transform=ax.transAxes,
+        ha="center",
+        va="center",
+        fontsize=11,
+        color="white",
+        bbox=dict(facecolor="black", alpha=0.6, edgecolor="white", pad=3),
+    )
+
+
+def colorbar(
+    fig,
+    label: str = "heatmap value\n(0 = none, 1 = the map's maximum)",
+    signed: bool = False,
+    axes=None,
+    cmap: str | None = None,
+    **kwargs,
+):
+    """One colour bar for the heatmaps of a figure; returns it.
+
+    In [0, 1] with ``HEATMAP_CMAP`` or, ``signed``, in [-1, 1] with ``SIGNED_CMAP``: the scales that ``show``
+    and ``overlay`` use. ``axes``: the axes it takes room from (all of the figure's by default).
+    """
+    import matplotlib.pyplot as plt
+
+    cmap = cmap or (SIGNED_CMAP if signed else HEATMAP_CMAP)
+    mappable = plt.cm.ScalarMappable(norm=plt.Normalize(-1 if signed else 0, 1), cmap=cmap)
+    kwargs.setdefault("fraction", 0.025)
+    kwargs.setdefault("pad", 0.02)
+    return fig.colorbar(mappable, ax=axes if axes is not None else fig.axes, label=label, **kwargs)
+
+
+def colorize(heatmap, cmap: str = HEATMAP_CMAP) -> np.ndarray:
     """A map in [0, 1] ``(h, w)`` -> uint8 RGB ``(h, w, 3)`` with a Matplotlib colormap."""
     import matplotlib
 
@@ -46,7 +129,7 @@ def colorize(heatmap, cmap: str = "jet") -> np.ndarray:
     return (rgba[..., :3] * 255).round().astype(np.uint8)
 
 
-def overlay(image, heatmap, alpha: float = 0.4, cmap: str = "jet") -> np.ndarray:
+def overlay(image, heatmap, alpha: float = 0.4, cmap: str = HEATMAP_CMAP) -> np.ndarray:
     """Blend a colorized heatmap over an image; uint8 at the image's own size.
 
     Args:
@@ -70,8 +153,22 @@ def overlay(image, heatmap, alpha: float = 0.4, cmap: str = "jet") -> np.ndarray
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
-def show(images, titles=None, cols: int | None = None, size: float = 3.0, cmap="jet", dpi: int = 72):
-    """Images (RGB or 2-D heatmaps) side by side with titles; returns the figure."""
+def show(
+    images,
+    titles=None,
+    cols: int | None = None,
+    size: float = 3.0,
+    cmap=HEATMAP_CMAP,
+    dpi: int = FIGURE_DPI,
+    empty=None,
+    fontsize: float = 11,
+):
+    """Images (RGB or 2-D heatmaps) side by side with titles; returns the figure.
+
+    A 2-D heatmap is drawn with ``cmap`` on the scale 0..1, or, when it has negative values, with ``SIGNED_CMAP`` on
+    -1..1 (white at 0). An all-zero heatmap is marked "empty map" (it would otherwise look like a uniformly weak
+    one); ``empty`` (one bool per image) marks RGB panels too, e.g. overlays of empty maps.
+    """
     import matplotlib.pyplot as plt
 
     images = list(images)
@@ -84,16 +181,20 @@ def show(images, titles=None, cols: int | None = None, size: float = 3.0, cmap="
     for i, img in enumerate(images):
         ax = axes.flat[i]
         a = np.asarray(img)
-        ax.imshow(
-            a, cmap=cmap if a.ndim == 2 else None, vmin=0 if a.ndim == 2 else None, vmax=1 if a.ndim == 2 else None
-        )
+        if a.ndim == 2:
+            signed = bool((a < 0).any())
+            ax.imshow(a, cmap=SIGNED_CMAP if signed else cmap, vmin=-1 if signed else 0, vmax=1)
+        else:
+            ax.imshow(a)
+        if (a.ndim == 2 and is_empty(a)) or (empty is not None and empty[i]):
+            mark_empty(ax)
         if titles is not None:
-            ax.set_title(titles[i], fontsize=9)
+            ax.set_title(titles[i], fontsize=fontsize)
     fig.tight_layout()
     return fig
 
 
-def save(image_or_figure, name: str, directory=None, dpi: int = 80, max_side: int | None = None) -> Path:
+def save(image_or_figure, name: str, directory=None, dpi: int = FIGURE_DPI, max_side: int | None = None) -> Path:
     """Write a uint8 image or a Matplotlib figure as PNG/JPEG (by suffix) under ``images/``.
 
     The file is written atomically (a temporary file, then a rename): a full disk or

@@ -52,4 +52,7 @@ def test_plot_activations_one_figure_per_layer(tiny):
     out = activations.activation_model(tiny, ["conv", "relu"])(np.ones((1, 4, 4, 1), np.float32))
     figs = activations.plot_activations(out)
     assert len(figs) == 2 and "conv" in figs[0].axes[0].get_title()
+    blank = activations.plot_activations({"zeros": np.zeros((1, 3, 3, 2))}, images_per_row=2)[0]
+    assert [t.get_text() for t in blank.axes[0].texts] == ["blank", "blank"]
+    assert blank.axes[1].get_ylabel().startswith("standard deviations")
     plt.close("all")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from helpers import exercises
+from helpers import exercises, viz
 from tools import student_copy
 
 SOLUTION = "notebooks/solutions/06_project_cam_iou.ipynb"
@@ -357,6 +357,18 @@ def test_overlay_coloured_before_resizing_is_caught(capsys):
 
     ok, out = run(exercises.check_overlay, colour_first, capsys)
     assert not ok and "resize the heatmap bilinearly to the image first, then colour it" in out and "BGR" not in out
+
+
+def test_overlay_in_jet_is_named(capsys):
+    """The course's heatmaps are inferno (viz.HEATMAP_CMAP); the rainbow map of many tutorials is named."""
+
+    def jet(image, cam_image, alpha=0.4):
+        heat = cv2.resize(np.asarray(cam_image, np.float32), (image.shape[1], image.shape[0]))
+        colored = matplotlib.colormaps["jet"](np.clip(heat, 0, 1))[..., :3] * 255
+        return np.clip(np.rint((1 - alpha) * image + alpha * colored), 0, 255).astype(np.uint8)
+
+    ok, out = run(exercises.check_overlay, jet, capsys)
+    assert not ok and "'jet' colour map" in out and viz.HEATMAP_CMAP in out
 
 
 def test_overlay_not_resized_or_float_is_caught(capsys):

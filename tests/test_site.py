@@ -81,6 +81,12 @@ def test_a_finished_progress_bar_shows_its_final_text_or_nothing_when_it_ended_h
     assert outputs[-1]["text"] == "done\n"
 
 
+def test_the_staged_site_wraps_long_output_lines(tmp_path):
+    site.stage(tmp_path / "src")
+    assert "white-space: pre-wrap" in (tmp_path / "src" / "_static" / "course.css").read_text()
+    assert 'html_css_files = ["course.css"]' in (tmp_path / "src" / "conf.py").read_text()
+
+
 def test_site_takes_the_course_notebooks_never_the_solutions():
     names = [p.name for p in site.notebooks()]
     assert names == sorted(names) and names[0].startswith("01_")
@@ -189,6 +195,13 @@ def test_every_page_renders_offline_in_chromium(built, server, browser):
         if errors or "Traceback (most recent call last)" in text:
             problems.append(f"{html}: error output rendered")
         if title is not None:
+            # long output lines (the ✔ claims, tables) wrap: no output block scrolls sideways
+            wrap = browser.execute_script(
+                "const p = document.querySelector('div.cell_output pre');"
+                "return p && [getComputedStyle(p).whiteSpace, p.scrollWidth <= p.clientWidth + 1]"
+            )
+            if wrap and wrap != ["pre-wrap", True]:
+                problems.append(f"{html}: output lines do not wrap ({wrap})")
             figures = browser.execute_script("return document.querySelectorAll('.cell_output img').length")
             committed = sum(
                 1
