@@ -271,6 +271,26 @@ def test_the_watchdog_kills_a_process_tree_over_its_memory_or_time(tmp_path):
     assert out.killed == "timeout" and out.seconds < 10
 
 
+@pytest.mark.skipif(sandbox.detect().kind != "bubblewrap", reason="needs bubblewrap")
+def test_code_under_a_hidden_folder_is_mounted_back_read_only(tmp_path, monkeypatch):
+    """A clone or a virtual environment under /tmp or ~ (hidden in the sandbox) must still be importable."""
+    import subprocess
+    import sys
+
+    root = tmp_path / "clone"  # under /tmp, like a CI clone
+    (root / "course_pkg").mkdir(parents=True)
+    (root / "course_pkg" / "__init__.py").write_text("X = 42\n")
+    real = sandbox._readonly_paths()
+    monkeypatch.setattr(sandbox, "_readonly_paths", lambda: [*real, root])
+    work = tmp_path / "work"
+    work.mkdir()
+    probe = "import course_pkg, pathlib; print(course_pkg.X); pathlib.Path(course_pkg.__file__).write_text('')"
+    cmd, _ = sandbox.command(sandbox.detect(), work, [sys.executable, "-c", probe], hide=[tmp_path / "subs"])
+    out = subprocess.run(cmd, env={**os.environ, "PYTHONPATH": str(root)}, capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "42" and "Read-only file system" in out.stderr, out
+    assert (root / "course_pkg" / "__init__.py").read_text() == "X = 42\n"
+
+
 # ---------------------------------------------------------------- a whole class, end to end
 def _edit(nb: dict, old: str, new: str) -> dict:
     nb = json.loads(json.dumps(nb))

@@ -104,13 +104,14 @@ def command(iso: Isolation, work: Path, argv: list[str], hide: list[Path]) -> tu
     if iso.kind != "bubblewrap":
         return argv, str(work)
     cmd = [shutil.which("bwrap") or "bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
-    cmd += ["--tmpfs", "/tmp", "--tmpfs", "/var/tmp"]
-    home = Path.home().resolve()
-    if home.exists() and home != Path("/"):
-        cmd += ["--tmpfs", str(home)]  # ~/.keras, ~/.ssh, the teacher's other files
-        for p in _readonly_paths():  # mount back, read-only, what Python and the course need from there
-            if home in p.parents or p == home:
-                cmd += ["--ro-bind", str(p), str(p)]
+    # a private /tmp and /var/tmp, and the teacher's home (~/.keras, ~/.ssh, …) hidden
+    covered = [Path("/tmp").resolve(), Path("/var/tmp").resolve(), Path.home().resolve()]
+    covered = [c for i, c in enumerate(covered) if c.is_dir() and c != Path("/") and c not in covered[:i]]
+    for c in covered:
+        cmd += ["--tmpfs", str(c)]
+    for p in _readonly_paths():  # mount back, read-only, what Python and the course need from a hidden folder
+        if any(c in p.parents for c in covered):  # (a clone or a virtual environment under /tmp or ~)
+            cmd += ["--ro-bind", str(p), str(p)]
     for p in sorted({h.resolve() for h in hide if h.exists() and h.resolve() != Path("/")}, key=str):
         cmd += ["--tmpfs", str(p)]  # last, so a folder mounted back above cannot show the submissions again
     cmd += ["--bind", str(work), INSIDE, "--chdir", INSIDE]
