@@ -250,6 +250,26 @@ def test_bad_folders_and_options_fail_before_any_work(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_grader_fault_on_one_notebook_does_not_stop_the_class(tmp_path, monkeypatch):
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    for name in ("alice", "bob"):
+        (subs / f"{name}.ipynb").write_bytes(notebook("x = 1"))
+    real = grading.grade_one
+
+    def flaky(student, *args, **kwargs):
+        if student == "bob":
+            raise SystemError("AST constructor recursion depth mismatch")
+        return real(student, *args, **kwargs)
+
+    monkeypatch.setattr(grading, "grade_one", flaky)
+    monkeypatch.setattr(grading, "prepare", lambda parameters, echo=print: None)
+    rows = grading.grade(subs, tmp_path / "out", timeout=60, echo=lambda line: None)
+    assert [r["student"] for r in rows] == ["alice", "bob"] and rows[0]["status"] == "ok"
+    assert rows[1]["status"].startswith("error: the grader failed on this notebook (SystemError")
+    assert (tmp_path / "out" / "feedback" / "bob.html").exists()
+
+
 def test_cli_refuses_bad_values_in_one_line(capsys):
     from helpers.__main__ import main
 

@@ -135,12 +135,16 @@ def read_cells(data: bytes, parameters: dict) -> tuple[list[str], list[str]]:
     return cells, notes
 
 
+_AST_LOCK = threading.Lock()  # CPython 3.11's AST constructor is not thread-safe ("recursion depth mismatch")
+
+
 def _python(source: str) -> ast.Module | None:
     from IPython.core.inputtransformer2 import TransformerManager
 
     try:
-        return ast.parse(TransformerManager().transform_cell(source))
-    except (SyntaxError, ValueError):
+        with _AST_LOCK:
+            return ast.parse(TransformerManager().transform_cell(source))
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None
 
 
@@ -531,7 +535,18 @@ def grade(
             finished, pending = futures.wait(pending, timeout=20, return_when=futures.FIRST_COMPLETED)
             for fut in finished:
                 student, _ = running[fut]
-                row, detail = fut.result()
+                try:
+                    row, detail = fut.result()
+                except Exception as exc:  # noqa: BLE001 - a grader fault on one notebook must not stop the class
+                    first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+                    row = {
+                        "student": student,
+                        **dict.fromkeys(TASKS, 0),
+                        "total": 0,
+                        "max": sum(POINTS.values()),
+                        "status": f"error: the grader failed on this notebook ({type(exc).__name__}: {first})",
+                    }
+                    detail = {"notes": ["the grader itself failed on this notebook: run it again, or report it"]}
                 rows[student] = row
                 write_text(out / "feedback" / f"{_safe(student)}.html", report.feedback_html(row, detail, lines))
                 cache[student] = {"sha256": digests.get(student), "key": key, "row": row}
