@@ -11,6 +11,7 @@ import csv
 import hashlib
 import json
 import os
+import re
 import socket
 import threading
 from pathlib import Path
@@ -235,6 +236,9 @@ def test_submissions_are_named_by_stem_and_duplicates_by_path(tmp_path):
         (tmp_path / rel).write_text("{}")
     found = grading.find_submissions(tmp_path, exclude=(tmp_path / "out").resolve())
     assert [s for s, _ in found] == ["a/alice", "b/alice", "bob"]
+    pages = [grading._safe(s) for s in ["a/alice", "a_alice", "b/alice", "bob", "Zoë", "Zoe"]]
+    assert len(set(pages)) == len(pages) and pages[1] == "a_alice" and pages[3] == "bob"
+    assert all(re.fullmatch(r"[A-Za-z0-9._-]+", p) for p in pages)
 
 
 def test_bad_folders_and_options_fail_before_any_work(tmp_path):

@@ -309,7 +309,15 @@ def judge(work: Path, forbidden: dict[str, str]) -> tuple[dict[str, float], dict
 
 # --------------------------------------------------------------------------- one submission
 def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "student"
+    """A file name for a student's feedback page and work folder, distinct for distinct students.
+
+    A name that is already safe is kept; any other (``a/alice``, ``Zoë``) gets a short digest of the original
+    appended, so ``a/alice`` and a student called ``a_alice`` never share a page.
+    """
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "student"
+    if safe == name:
+        return safe
+    return f"{safe}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
 
 
 def grade_one(student: str, path: Path, out: Path, hide: list[Path], options: dict, stop=None) -> tuple[dict, dict]:
