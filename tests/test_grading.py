@@ -427,6 +427,10 @@ sys.exit(3)
         parameters={"DATASET": "toy_cars/tiny", "HEAD_EPOCHS": 1, "FINE_TUNE_EPOCHS": 0},
     )  # fmt: skip
     listener.close()
+    escaped = {p: p.exists() for p in (repo_probe, Path.home() / "HACKED_BY_A_SUBMISSION.txt")}
+    for probe, written in escaped.items():  # without bubblewrap the hostile cell can write them: leave no trace
+        if written:
+            probe.unlink()
     by = {r["student"]: r for r in rows}
     full = sum(cases.POINTS.values())
 
@@ -456,8 +460,7 @@ sys.exit(3)
     # nothing outside the submission's folder changed, and it saw neither the network nor the others' files
     if iso.kind != "bubblewrap":
         pytest.skip(f"isolation {iso.kind}: the file-system and network checks need bubblewrap")
-    assert _digest(subs) == before and not repo_probe.exists() and not accepted
-    assert not (Path.home() / "HACKED_BY_A_SUBMISSION.txt").exists()
+    assert _digest(subs) == before and not any(escaped.values()) and not accepted
     log = json.loads((out / ".work" / "hostile" / "hostile.json").read_text())
     assert log[str(repo_probe)] == "OSError" and log["other"] == "FileNotFoundError", log
     assert log["network"] in {"OSError", "ConnectionRefusedError"}, log
