@@ -612,7 +612,7 @@ def iou_table(test_items, methods: dict, get_bbox, get_iou, val_items, threshold
 
     Choe et al. (CVPR 2020) choose the threshold on a held-out split and report on test (notebook 05): here
     BoxAcc(tau, 0.5) is computed on ``val_items`` for every tau in ``thresholds`` with the learner's ``get_bbox``
-    and ``get_iou``, the best tau is kept (:func:`helpers.localization.choose_taus`: ties go to the higher mean
+    and ``get_iou``, the best tau is kept (:func:`helpers.localization_metrics.choose_taus`: ties go to the higher mean
     IoU), and the test figures are measured at that tau.
 
     Args:
@@ -626,7 +626,7 @@ def iou_table(test_items, methods: dict, get_bbox, get_iou, val_items, threshold
     Returns:
         ``{name: {"tau", "val_box_acc", "mean_iou", "box_acc"}}``, or None (with a note) while a task is a TODO.
     """
-    from . import localization
+    from . import localization_metrics
 
     def ious(heatmaps, items, taus):
         out = np.zeros((len(items), len(taus)))
@@ -640,7 +640,7 @@ def iou_table(test_items, methods: dict, get_bbox, get_iou, val_items, threshold
     try:
         for name, fn in methods.items():
             val = ious([fn(it) for it in val_items], val_items, thresholds)
-            tau = localization.choose_taus((val, val), thresholds)["tau"]
+            tau = localization_metrics.choose_taus((val, val), thresholds)["tau"]
             j = int(np.argmin(np.abs(np.asarray(thresholds) - tau)))
             test = ious([fn(it) for it in test_items], test_items, [tau])[:, 0]
             table[name] = {
