@@ -140,7 +140,7 @@ def reference_map(method, model, item, layer, logits: bool = True, class_index=N
             a, p = taps(x)
             s = p[:, c]
         g = tape.gradient(s, a)
-        m = _cam.normalize(tf.einsum("bhwc,bc->bhw", a, tf.reduce_mean(g, axis=(1, 2)))).numpy()[0]
+        m = _cam.relu_max_scale(tf.einsum("bhwc,bc->bhw", a, tf.reduce_mean(g, axis=(1, 2)))).numpy()[0]
     return _cam.upsample(m, item["image"].shape[:2])
 
 

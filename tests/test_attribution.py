@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from helpers import attribution, cam, images, models
+from helpers import _core, attribution, cam, images, models
 
 RNG = np.random.default_rng(0)
 W_LIN = RNG.normal(size=(4 * 4 * 3, 3)).astype(np.float32)  # gradients differ per pixel, channel and class
@@ -30,9 +30,9 @@ TINY_W = np.array([[1.0, -1.0], [0.5, 2.0]])
 
 
 # --------------------------------------------------------------------------- gradients and IG, exact oracles
-def test_gradients_are_the_pre_softmax_weights(linear):
+def test_input_gradients_are_the_pre_softmax_weights(linear):
     x = RNG.normal(size=(2, 4, 4, 3)).astype(np.float32)
-    g, classes = attribution.gradients(linear, x, [0, 2])
+    g, classes = attribution.input_gradients(linear, x, [0, 2])
     np.testing.assert_allclose(g[0].numpy().ravel(), W_LIN[:, 0], atol=1e-6)
     np.testing.assert_allclose(g[1].numpy().ravel(), W_LIN[:, 2], atol=1e-6)
     assert classes.tolist() == [0, 2]
@@ -105,7 +105,7 @@ def test_a_softmax_inside_a_nested_head_is_skipped():
     model = keras.Model(inp, head(keras.layers.Identity()(inp)), name="nested_head")
     dense.set_weights([W_LIN, B_LIN])
     x = RNG.normal(size=(1, 4, 4, 3)).astype(np.float32)
-    np.testing.assert_allclose(attribution.gradients(model, x, 1)[0].numpy().ravel(), W_LIN[:, 1], atol=1e-6)
+    np.testing.assert_allclose(attribution.input_gradients(model, x, 1)[0].numpy().ravel(), W_LIN[:, 1], atol=1e-6)
     np.testing.assert_allclose(attribution.guided_backprop(model, x, 0, raw=True).ravel(), W_LIN[:, 0], atol=1e-6)
     r = attribution.integrated_gradients(model, x, 2, steps=3, details=True)
     np.testing.assert_allclose(r.attributions.ravel(), x.ravel() * W_LIN[:, 2], atol=1e-5)
@@ -216,7 +216,7 @@ def test_guided_backprop_matches_the_rule_by_hand(relu6, nested):
     for c in (0, 1):
         g = attribution.guided_backprop(model, X3, c, raw=True)[0, ..., 0]
         np.testing.assert_allclose(g, guided_oracle(X3, c, cap), atol=1e-6)
-        plain = attribution.gradients(model, X3, c)[0].numpy()[0, ..., 0]
+        plain = attribution.input_gradients(model, X3, c)[0].numpy()[0, ..., 0]
         np.testing.assert_allclose(plain, plain_oracle(X3, c, cap), atol=1e-6)
     assert not np.allclose(guided_oracle(X3, 0, cap), plain_oracle(X3, 0, cap))  # the rule matters here
     # the model itself is untouched: its layer still computes ReLU(6) with its ordinary gradient
@@ -262,13 +262,13 @@ def test_methods_share_the_call_shape_and_cache_one_function(tiny):
         maps, classes = fn(tiny, x, None, return_class=True, **kw)
         assert maps.shape == (2, 4, 4) and maps.dtype == np.float32, name
         assert classes.tolist() == attribution.scores(tiny, x)[1].tolist()
-    cache = dict(attribution._COMPILED[tiny])
+    cache = _core.compiled_functions(tiny)
     counts = {
         k: f.experimental_get_tracing_count() for k, f in cache.items() if hasattr(f, "experimental_get_tracing_count")
     }
     attribution.integrated_gradients(tiny, np.concatenate([x, x]), [0, 1, 1, 0], steps=5)
     attribution.guided_backprop(tiny, x[:1], 1)
-    assert dict(attribution._COMPILED[tiny]) == cache
+    assert _core.compiled_functions(tiny) == cache
     assert counts == {k: cache[k].experimental_get_tracing_count() for k in counts}
 
 

@@ -4,7 +4,7 @@ import pytest
 from scipy.ndimage import convolve
 from scipy.stats import spearmanr
 
-from helpers import attribution, faithfulness
+from helpers import _core, attribution, faithfulness
 
 W_TOY = np.array([0.5, -1.0, 2.0, 0.25], np.float32)
 X_TOY = np.array([1.0, 2.0, 3.0, 4.0], np.float32).reshape(1, 2, 2, 1)
@@ -274,7 +274,7 @@ def test_cascading_randomization_changes_weights_top_down_and_restores_them():
         return attribution.saliency(m, images, class_index)
 
     attribution.saliency(model, x, [0, 1])  # compiles
-    cache = dict(attribution._COMPILED[model])
+    cache = _core.compiled_functions(model)
     traces = {
         k: f.experimental_get_tracing_count() for k, f in cache.items() if hasattr(f, "experimental_get_tracing_count")
     }
@@ -286,7 +286,7 @@ def test_cascading_randomization_changes_weights_top_down_and_restores_them():
             randomised = stage_of[path.split("/")[0]] < call
             assert np.array_equal(value, before[path]) != randomised, (call, path)
     assert all(np.array_equal(v, before[k]) for k, v in weights_of(model).items())
-    assert dict(attribution._COMPILED[model]) == cache  # same compiled function, not rebuilt
+    assert _core.compiled_functions(model) == cache  # same compiled function, not rebuilt
     assert traces == {k: cache[k].experimental_get_tracing_count() for k in traces}
     assert r.spearman.shape == r.ssim.shape == (3, 2) and r.maps.shape == (3, 2, 6, 6)
     np.testing.assert_allclose(r.spearman[-1], faithfulness.spearman(r.original, r.maps[-1], constant="nan"))
