@@ -252,7 +252,7 @@ def trust(model, smoke: bool, r: dict) -> dict:
 
 
 def reference_image_ious(scoremap, gt_px, thresholds):
-    """The box loop before ``level_boxes``: one ``_contour_boxes`` per level, Python calls per contour.
+    """The box loop before ``level_boxes``: one ``_pixel_boxes_above_level`` per level, Python calls per contour.
 
     (``boundingRect`` and ``contourArea`` per contour, as wsolevaluation's
     ``compute_bboxes_from_scoremaps`` does; cropped and once per distinct level, as before.)
@@ -260,7 +260,7 @@ def reference_image_ious(scoremap, gt_px, thresholds):
     image = localization_metrics._quantize(scoremap)
     uniq, inverse = np.unique(localization_metrics._levels(image, thresholds), return_inverse=True)
     found = [
-        localization_metrics._contour_boxes(image, k, e)
+        localization_metrics._pixel_boxes_above_level(image, k, e)
         for k, e in zip(uniq, localization_metrics._extent(image, uniq))
     ]
     counts = np.array([len(b) for b, _ in found])

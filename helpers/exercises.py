@@ -45,9 +45,9 @@ def to_input(model, image) -> np.ndarray:
     """
     size = tuple(int(s) for s in model.input_shape[1:3])
     x = tf.image.resize(np.asarray(image, np.float32)[None], size, antialias=True).numpy()
-    from .models import normalize  # the one place the normalisation is written
+    from .models import normalize_input  # the one place the normalisation is written
 
-    return normalize("efficientnet_lite0", x)
+    return normalize_input("efficientnet_lite0", x)
 
 
 MAP_TOLERANCE = 0.04
@@ -435,7 +435,7 @@ def bbox_maps() -> list[tuple[str, np.ndarray]]:
     ]
 
 
-def _contour_boxes(mask) -> dict[str, list[np.ndarray]]:
+def _boxes_by_retrieval_mode(mask) -> dict[str, list[np.ndarray]]:
     """For each retrieval mode, the normalised boxes of the contours in the order ``cv2.findContours`` lists them."""
     import cv2
 
@@ -473,7 +473,7 @@ def _diagnose_box(b, m, want, thresh) -> None:
             "connected regions (cv2.findContours) and keep the largest"
         )
     matches: dict[str, list[str]] = {}  # "contours[0]" -> the retrieval modes that list that box there
-    for mode, listed in _contour_boxes(mask).items():
+    for mode, listed in _boxes_by_retrieval_mode(mask).items():
         for i, other in enumerate(listed):
             if _close_box(b, other, m.shape) and not _close_box(other, want, m.shape):
                 which = "contours[0]" if i == 0 else "contours[-1]" if i == len(listed) - 1 else f"contours[{i}]"

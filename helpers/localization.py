@@ -37,6 +37,7 @@ from .localization_metrics import (  # noqa: F401  (re-exported: notebooks read 
     centre_boxes,
     centre_maps,
     choose_taus,
+    deployable_thresholds,
     evaluated_box,
     gt_pixel_boxes,
     level_boxes,
@@ -53,7 +54,6 @@ from .localization_metrics import (  # noqa: F401  (re-exported: notebooks read 
     resize_masks,
     scoremap_boxes,
     summarize,
-    test_thresholds,
 )
 
 TARGETS = ("label", "predicted")

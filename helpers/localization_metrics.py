@@ -142,7 +142,7 @@ def _extent(image: np.ndarray, levels: np.ndarray) -> np.ndarray:
     return np.stack(out, 1)
 
 
-def _contour_boxes(image: np.ndarray, level: int, extent=None) -> tuple[np.ndarray, int]:
+def _pixel_boxes_above_level(image: np.ndarray, level: int, extent=None) -> tuple[np.ndarray, int]:
     """Pixel boxes ``(K, 4)`` x0 y0 x1 y1 of all contours above ``level``, and the index of the largest.
 
     ``extent`` (from :func:`_extent`) crops the work to where the region can be: the
@@ -183,7 +183,7 @@ def scoremap_boxes(scoremap, thresholds, multi_contour: bool = False) -> list[np
     image = _quantize(_check_scoremaps(np.asarray(scoremap)[None])[0])
     out = []
     for level in _levels(image, thresholds):
-        b, k = _contour_boxes(image, level)
+        b, k = _pixel_boxes_above_level(image, level)
         out.append(b if multi_contour else b[k : k + 1])
     return out
 
@@ -203,7 +203,7 @@ def _mask_keys(image: np.ndarray, levels: np.ndarray) -> np.ndarray:
 def level_boxes(image: np.ndarray, levels) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every contour's box at every level, the reference rule without its per-contour Python loop.
 
-    Exactly what :func:`_contour_boxes` (wsolevaluation's ``compute_bboxes_from_scoremaps``,
+    Exactly what :func:`_pixel_boxes_above_level` (wsolevaluation's ``compute_bboxes_from_scoremaps``,
     Choe et al., CVPR 2020) gives level by level: the same ``cv2.findContours`` call on the
     same region (cropped as :func:`_extent` allows), then, for all contours of all levels at
     once in numpy, ``cv2.boundingRect`` (the extremes of the contour's points) and
@@ -439,12 +439,9 @@ def choose_taus(val: tuple, thresholds=THRESHOLDS) -> dict:
     }
 
 
-def test_thresholds(picks: dict) -> np.ndarray:
+def deployable_thresholds(picks: dict) -> np.ndarray:
     """The few thresholds the deployable figures need on test: the chosen tau and the V2 taus."""
     return np.array(sorted({picks["tau"], *picks["tau_v2"].values()}))
-
-
-test_thresholds.__test__ = False  # not a pytest test
 
 
 def _index(thresholds, tau: float) -> int:

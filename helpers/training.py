@@ -80,11 +80,6 @@ def build_cam_model(
     return keras.Model(trunk.input, out, name=f"cam_{backbone}")
 
 
-def normalize(backbone: str, images):
-    """The backbone's own input normalisation, on tensors (usable inside tf.data): :func:`helpers.models.normalize`."""
-    return models.normalize(backbone, images)
-
-
 def resized_uint8(image, input_size: int):
     """Resize (antialiased) to ``input_size`` square and round back to uint8 — what the pipelines cache."""
     img = tf.image.resize(tf.cast(image, tf.float32), (input_size, input_size), antialias=True)
@@ -113,7 +108,8 @@ def make_pipeline(
     )
     ds = ds.cache()  # uint8 after resizing: a quarter of the memory of float32
     ds = ds.map(
-        lambda x, *rest: (normalize(backbone, tf.cast(x, tf.float32)), *rest), num_parallel_calls=tf.data.AUTOTUNE
+        lambda x, *rest: (models.normalize_input(backbone, tf.cast(x, tf.float32)), *rest),
+        num_parallel_calls=tf.data.AUTOTUNE,
     )
     if training:
         ds = ds.shuffle(2048, seed=seed, reshuffle_each_iteration=True).enumerate()

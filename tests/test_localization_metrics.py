@@ -270,7 +270,7 @@ def test_box_acc_and_choice_of_tau():
     assert picks["val_curve"] == [0.0, 1.0, 0.5]
     # delta 0.3: BoxAcc [1, 1, 0.5], tie broken by mean IoU (0.35 < 0.65)
     assert picks["tau_v2"] == {0.3: 0.2, 0.5: 0.2, 0.7: 0.2}
-    taus = L.test_thresholds(picks)
+    taus = L.deployable_thresholds(picks)
     np.testing.assert_allclose(taus, [0.2])
     test_large = np.array([[0.45], [0.75]])  # at tau 0.2
     s = L.box_acc_at_val_tau(picks, (test_large, test_large), taus)
@@ -282,12 +282,12 @@ def test_box_acc_and_choice_of_tau():
         L.box_acc_at_val_tau(picks, (test_large, test_large), np.array([0.25]))
 
 
-def test_test_thresholds_hold_every_tau_the_deployable_figures_read():
-    # V1 and each delta of V2 may pick a different tau on validation; scoring test only at test_thresholds
+def test_deployable_thresholds_hold_every_tau_the_deployable_figures_read():
+    # V1 and each delta of V2 may pick a different tau on validation; scoring test only at deployable_thresholds
     # must give the figures of the full grid
     grid = np.array([0.1, 0.2, 0.3])
     picks = {"tau": 0.2, "tau_v2": {0.3: 0.1, 0.5: 0.2, 0.7: 0.3}, "val_curve": []}
-    taus = L.test_thresholds(picks)
+    taus = L.deployable_thresholds(picks)
     np.testing.assert_allclose(taus, grid)
     large = np.array([[0.2, 0.55, 0.1], [0.6, 0.4, 0.8]])
     best = np.array([[0.35, 0.55, 0.75], [0.25, 0.6, 0.65]])

@@ -83,10 +83,10 @@ def test_a_name_of_two_classes_lists_both_and_asks_for_the_index(name, indices):
     assert [models.class_index(str(i)) for i in indices] == list(indices)
 
 
-def test_normalize_is_the_models_own_and_does_not_resize():
+def test_normalize_input_is_the_models_own_and_does_not_resize():
     x = np.array([[[[0.0, 127.0, 255.0]]]], np.float32)
-    np.testing.assert_allclose(models.normalize(NAME, x), [[[[-127 / 128, 0.0, 1.0]]]])
-    caffe = models.normalize("resnet50", np.zeros((1, 5, 7, 3), np.float32))  # BGR minus the ImageNet means
+    np.testing.assert_allclose(models.normalize_input(NAME, x), [[[[-127 / 128, 0.0, 1.0]]]])
+    caffe = models.normalize_input("resnet50", np.zeros((1, 5, 7, 3), np.float32))  # BGR minus the ImageNet means
     assert caffe.shape == (1, 5, 7, 3)
     np.testing.assert_allclose(np.asarray(caffe)[0, 0, 0], [-103.939, -116.779, -123.68], atol=1e-3)
 
