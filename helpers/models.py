@@ -187,7 +187,7 @@ def convert_lite0(state: dict[str, np.ndarray]) -> dict[str, list[np.ndarray]]:
     return w
 
 
-def _cached_lite0_weights(expected: dict[str, list[tuple]] | None = None) -> dict[str, list[np.ndarray]]:
+def cached_lite0_weights(expected: dict[str, list[tuple]] | None = None) -> dict[str, list[np.ndarray]]:
     """Converted weights, from the cache when it is intact, else rebuilt from the .pth.
 
     Intact means: its JSON names the cache file's SHA-256 and the source ``.pth``'s, and
@@ -341,7 +341,7 @@ def load(name: str = "efficientnet_lite0"):
         return _load_keras_app(name)
     model = efficientnet_lite0()
     expected = {lay.name: [tuple(w.shape) for w in lay.weights] for lay in model.layers if lay.weights}
-    weights = _cached_lite0_weights(expected)
+    weights = cached_lite0_weights(expected)
     for layer_name, arrays in weights.items():
         model.get_layer(layer_name).set_weights(arrays)
     return model

@@ -27,7 +27,7 @@ BACKBONES = ("efficientnet_lite0", "resnet50")
 def _trunk(backbone: str, input_size: int):
     if backbone == "efficientnet_lite0":
         trunk = models.efficientnet_lite0(include_top=False, input_shape=(input_size, input_size, 3))
-        weights = models._cached_lite0_weights()
+        weights = models.cached_lite0_weights()
         for name, arrays in weights.items():
             if name != "logits":
                 trunk.get_layer(name).set_weights(arrays)

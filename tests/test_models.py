@@ -131,12 +131,12 @@ def test_a_cache_sidecar_that_is_not_an_object_is_rebuilt(tmp_path, monkeypatch)
     monkeypatch.setattr(models, "_read_verified", lambda *a: calls.append(1) or {})
     monkeypatch.setattr(models, "convert_lite0", lambda state: {"layer": [np.arange(3.0)]})
     monkeypatch.setattr(models, "weights_file", lambda: tmp_path / "unused.pth")
-    assert models._cached_lite0_weights()["layer"][0].tolist() == [0, 1, 2]
+    assert models.cached_lite0_weights()["layer"][0].tolist() == [0, 1, 2]
     (sidecar,) = tmp_path.glob("*.json")
-    models._cached_lite0_weights()
+    models.cached_lite0_weights()
     assert calls == [1], "an intact cache is used"
     sidecar.write_text(json.dumps(["not", "an", "object"]))
-    assert models._cached_lite0_weights()["layer"][0].tolist() == [0, 1, 2]
+    assert models.cached_lite0_weights()["layer"][0].tolist() == [0, 1, 2]
     assert calls == [1, 1], "the cache was rebuilt"
     assert isinstance(json.loads(sidecar.read_text()), dict)
 
@@ -185,7 +185,7 @@ def test_a_cache_write_that_fails_leaves_no_temporary_file(tmp_path, monkeypatch
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(np, "savez", full_disk)
-    assert models._cached_lite0_weights()["layer"][0].tolist() == [0, 1, 2]  # still a working model
+    assert models.cached_lite0_weights()["layer"][0].tolist() == [0, 1, 2]  # still a working model
     assert list(tmp_path.iterdir()) == []
 
 
