@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from helpers import cam, filters, images, localization, models, training
+from helpers import cam, filters, images, localization, localization_metrics, models, training
 from helpers._quiet import import_tensorflow
 from helpers.graph import find_layer, tap_model
 
@@ -252,16 +252,19 @@ def trust(model, smoke: bool, r: dict) -> dict:
 
 
 def reference_image_ious(scoremap, gt_px, thresholds):
-    """The box loop before ``level_boxes``: one ``_contour_boxes`` per level, Python calls per contour.
+    """The box loop before ``level_boxes``: one ``_pixel_boxes_above_level`` per level, Python calls per contour.
 
     (``boundingRect`` and ``contourArea`` per contour, as wsolevaluation's
     ``compute_bboxes_from_scoremaps`` does; cropped and once per distinct level, as before.)
     """
-    image = localization._quantize(scoremap)
-    uniq, inverse = np.unique(localization._levels(image, thresholds), return_inverse=True)
-    found = [localization._contour_boxes(image, k, e) for k, e in zip(uniq, localization._extent(image, uniq))]
+    image = localization_metrics._quantize(scoremap)
+    uniq, inverse = np.unique(localization_metrics._levels(image, thresholds), return_inverse=True)
+    found = [
+        localization_metrics._pixel_boxes_above_level(image, k, e)
+        for k, e in zip(uniq, localization_metrics._extent(image, uniq))
+    ]
     counts = np.array([len(b) for b, _ in found])
-    ious = localization.pixel_iou(np.concatenate([b for b, _ in found]), gt_px)[:, 0]
+    ious = localization_metrics.pixel_iou(np.concatenate([b for b, _ in found]), gt_px)[:, 0]
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     largest = ious[starts + np.array([k for _, k in found])]
     return largest[inverse], np.maximum.reduceat(ious, starts)[inverse]
@@ -271,28 +274,28 @@ def contour_floor(scoremap, thresholds):
     """The C calls the box loop cannot avoid: ``threshold`` + ``findContours`` once per distinct region."""
     import cv2
 
-    image = localization._quantize(scoremap)
-    levels = np.unique(localization._mask_keys(image, localization._levels(image, thresholds)))
-    for level, (y0, y1, x0, x1) in zip(levels, localization._extent(image, levels)):
+    image = localization_metrics._quantize(scoremap)
+    levels = np.unique(localization_metrics._mask_keys(image, localization_metrics._levels(image, thresholds)))
+    for level, (y0, y1, x0, x1) in zip(levels, localization_metrics._extent(image, levels)):
         if y1 > y0 and x1 > x0:
             binary = cv2.threshold(image[y0:y1, x0:x1], int(level), 255, cv2.THRESH_BINARY)[1]
             cv2.findContours(binary, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)
 
 
 def boxes_bench(smoke: bool, r: dict) -> dict:
-    """MaxBoxAcc's boxes on the 0.001 tau grid, per 224 x 224 map, one thread (``helpers.localization``).
+    """MaxBoxAcc's boxes on the 0.001 tau grid, per 224 x 224 map, one thread (``helpers.localization_metrics``).
 
-    The one-pass :func:`helpers.localization.level_boxes` (through ``_image_ious``) vs the loop it
+    The one-pass :func:`helpers.localization_metrics.level_boxes` (through ``_image_ious``) vs the loop it
     replaced (:func:`reference_image_ious`) vs the ``threshold`` + ``findContours`` calls alone, on
     CAM-like maps (7 x 7 grids upsampled bicubically) and on noise (a pixel attribution's many contours).
     """
     rng = np.random.default_rng(0)
     sets = {
-        "CAM-like maps": localization.normalize_scoremaps(rng.random((2 if smoke else 8, 7, 7)) ** 3, 224),
-        "noisy maps": localization.normalize_scoremaps(rng.random((1 if smoke else 2, 56, 56)), 224),
+        "CAM-like maps": localization_metrics.normalize_scoremaps(rng.random((2 if smoke else 8, 7, 7)) ** 3, 224),
+        "noisy maps": localization_metrics.normalize_scoremaps(rng.random((1 if smoke else 2, 56, 56)), 224),
     }
     gt = np.array([40, 40, 150, 150])
-    t = localization.THRESHOLDS
+    t = localization_metrics.THRESHOLDS
     for name, maps in sets.items():
         n = len(maps)
         cases = {
@@ -301,7 +304,7 @@ def boxes_bench(smoke: bool, r: dict) -> dict:
                 n,
             ),
             f"box IoUs, one pass (level_boxes), {name}, per map": (
-                lambda maps=maps: [localization._image_ious(m, gt, t) for m in maps],
+                lambda maps=maps: [localization_metrics._image_ious(m, gt, t) for m in maps],
                 n,
             ),
             f"threshold + findContours per region, {name}, per map": (
@@ -367,7 +370,7 @@ def ratios(res: dict) -> list[tuple[str, float, str]]:
     ev = r["localisation evaluation (CAM), per image"]["min"]
     fw = r["CAM-model forward over the test split, per image"]["min"]
     rows.append(("evaluation throughput / forward throughput", fw / ev, ">= 0.7"))
-    for name in ("CAM-like maps", "noisy maps"):  # helpers.localization: MaxBoxAcc's boxes
+    for name in ("CAM-like maps", "noisy maps"):  # helpers.localization_metrics: MaxBoxAcc's boxes
         one_pass = r.get(f"box IoUs, one pass (level_boxes), {name}, per map")
         if one_pass is None:
             continue

@@ -19,110 +19,55 @@ What the maps are (each method's docstring repeats it):
   diverging colour map; take ``np.abs`` or ``np.maximum(m, 0)`` for a heatmap.
 
 Every method runs one compiled function per (model, method), cached on the
-model like :func:`helpers.cam._base.compiled`. Samples (SmoothGrad) and
+model in :func:`helpers._core.compiled`, the cache the CAM family uses too;
+``output=`` picks the class scores of a model with several outputs, as there. Samples (SmoothGrad) and
 interpolation steps (IG) go through the model in chunks of ``batch_size``
 (image, sample) pairs; there is no Python loop per step.
 """
 
 from __future__ import annotations
 
-import weakref
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import keras
 import numpy as np
 
-from ._quiet import import_tensorflow
-from .cam import _base
-from .graph import find_layer, run_ops, tap_model
+from . import _core
+from ._core import check_batch_size, class_scores, compiled, input_spec, logits, pick_scores, resolve_classes, tf
+from .graph import find_layer, output_index, run_ops
 
-tf = import_tensorflow()
-
-_COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 RULES = ("midpoint", "trapezoid", "right")
+_CLASSES = _core.CLASSES_SPEC
 
 
 # --------------------------------------------------------------------------- shared machinery
-def logits_model(model) -> keras.Model:
-    """The model returning pre-softmax scores (a final softmax, nested too, removed), built once."""
-    per_model = _COMPILED.setdefault(model, {})
-    if "logits_model" not in per_model:
-        per_model["logits_model"] = tap_model(model, [], logits=True)
-    return per_model["logits_model"]
+def logits_model(model, output=None) -> keras.Model:
+    """The model returning pre-softmax scores (a final softmax, nested too, removed), built once.
 
-
-def _logits(net, x):
-    out = net(x, training=False)
-    out = out[-1] if isinstance(out, (list, tuple)) else out
-    return tf.cast(out, tf.float32)
-
-
-def cached(model, key: tuple, build: Callable, signature: list) -> Callable:
-    """``tf.function(build())`` with ``signature``, built once per ``(model, key)``.
-
-    The weights are captured as variables, so assigning new values (as the
-    sanity checks of :mod:`helpers.faithfulness` do) reuses the same function.
+    :func:`helpers._core.logits_model`; ``output`` picks the class scores of a model with several outputs.
     """
-    per_model = _COMPILED.setdefault(model, {})
-    if key not in per_model:
-        per_model[key] = tf.function(build(), input_signature=signature, reduce_retracing=True)
-    return per_model[key]
+    return _core.logits_model(model, output)
 
 
-def _spec(model):
-    return tf.TensorSpec([None, *model.inputs[0].shape[1:]], tf.float32)
-
-
-def _prepare(model, images, class_index):
-    """Checked float32 batch and int32 class indices (-1 = top-1): the CAM family's checks, shared."""
-    return _base.prepare(model, images, class_index)
-
-
-def _check_batch_size(batch_size) -> int:
-    if int(batch_size) < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    return int(batch_size)
-
-
-def scores(model, images, class_index=None, *, batch_size: int = 64):
+def scores(model, images, class_index=None, *, batch_size: int = 64, output=None):
     """Pre-softmax scores of the explained classes, and those classes.
 
     Returns:
         ``(scores (B,), classes (B,))`` as numpy float32 / int32.
     """
-    x, idx = _prepare(model, images, class_index)
-    return _scores(model, x, idx, _check_batch_size(batch_size))
+    x, idx = _core.prepare(model, images, class_index, output)
+    return class_scores(model, x, idx, check_batch_size(batch_size), output)
 
 
-def _scores(model, x, idx, bs):
-    """Scores and resolved classes for an already checked batch (``idx`` -1 = top-1)."""
-    net = logits_model(model)
-
-    def build():
-        def fn(x, cls):
-            return _base.pick_scores(_logits(net, x), cls)
-
-        return fn
-
-    fn = cached(model, ("scores",), build, [_spec(model), tf.TensorSpec([None], tf.int32)])
-    outs = [fn(x[i : i + bs], tf.constant(idx[i : i + bs])) for i in range(0, int(x.shape[0]), bs)]
-    return (
-        np.concatenate([o[0].numpy() for o in outs]).astype(np.float32),
-        np.concatenate([o[1].numpy() for o in outs]).astype(np.int32),
-    )
+def _out(model, output) -> int:
+    return output_index(model, output)
 
 
-def _resolve(model, x, idx, bs):
-    """Class indices with -1 (top-1) resolved on the clean images."""
-    return _scores(model, x, idx, bs)[1] if (idx < 0).any() else idx
-
-
-def _input_gradients(net, x, cls):
+def _input_gradient_step(net, x, cls):
     """``d score_cls / d x`` for each image (images of a batch are independent in inference)."""
     with tf.GradientTape() as tape:
         tape.watch(x)
-        s, _ = _base.pick_scores(_logits(net, x), cls)
+        s, _ = pick_scores(logits(net, x), cls)
         total = tf.reduce_sum(s)
     return tape.gradient(total, x), s
 
@@ -134,7 +79,7 @@ def to_map(attributions) -> np.ndarray:
     across colour channels". A map that is zero everywhere stays zero (no NaN).
     """
     m = tf.reduce_max(tf.abs(tf.cast(attributions, tf.float32)), axis=-1)
-    return _base.normalize(m).numpy()
+    return _core.relu_max_scale(m).numpy()
 
 
 def _finish(attr, classes, raw, return_class):
@@ -143,28 +88,30 @@ def _finish(attr, classes, raw, return_class):
 
 
 # --------------------------------------------------------------------------- vanilla gradient
-def gradients(model, images, class_index=None, *, batch_size: int = 64):
+def input_gradients(model, images, class_index=None, *, batch_size: int = 64, output=None):
     """Signed input gradients ``d y^c / d x`` of the pre-softmax score: ``(B, H, W, C)`` and classes ``(B,)``."""
-    x, idx = _prepare(model, images, class_index)
-    bs = _check_batch_size(batch_size)
-    return _gradients(model, x, _resolve(model, x, idx, bs), bs)
+    x, idx = _core.prepare(model, images, class_index, output)
+    bs = check_batch_size(batch_size)
+    return _input_gradients(model, x, resolve_classes(model, x, idx, bs, output), bs, output)
 
 
-def _gradients(model, x, classes, bs):
-    net = logits_model(model)
+def _input_gradients(model, x, classes, bs, output=None):
+    net = logits_model(model, output)
 
     def build():
         def fn(x, cls):
-            return _input_gradients(net, x, cls)[0]
+            return _input_gradient_step(net, x, cls)[0]
 
         return fn
 
-    fn = cached(model, ("gradients",), build, [_spec(model), tf.TensorSpec([None], tf.int32)])
+    fn = compiled(model, ("input_gradients", _out(model, output)), build, [input_spec(model), _CLASSES])
     grads = [fn(x[i : i + bs], tf.constant(classes[i : i + bs])) for i in range(0, int(x.shape[0]), bs)]
     return tf.concat(grads, 0), classes
 
 
-def saliency(model, images, class_index=None, *, raw: bool = False, batch_size: int = 64, return_class=False):
+def saliency(
+    model, images, class_index=None, *, raw: bool = False, batch_size: int = 64, return_class=False, output=None
+):
     """Vanilla gradient saliency (Simonyan, Vedaldi, Zisserman, ICLR workshop 2014).
 
     Simonyan, Vedaldi, Zisserman. "Deep Inside Convolutional Networks:
@@ -178,11 +125,13 @@ def saliency(model, images, class_index=None, *, raw: bool = False, batch_size: 
         raw: return the signed gradient ``(B, H, W, C)`` instead of the map.
         batch_size: images per model call.
         return_class: also return the class each map explains.
+        output: the output holding the class scores (name or index); required
+            for models with several outputs.
 
     Returns:
         float32 ``(B, H, W)`` in [0, 1] (or ``(B, H, W, C)`` signed with ``raw``).
     """
-    g, classes = gradients(model, images, class_index, batch_size=batch_size)
+    g, classes = input_gradients(model, images, class_index, batch_size=batch_size, output=output)
     return _finish(g, classes, raw, return_class)
 
 
@@ -198,6 +147,7 @@ def smoothgrad(
     raw: bool = False,
     batch_size: int = 64,
     return_class=False,
+    output=None,
 ):
     """SmoothGrad: the input gradient averaged over noisy copies of the image.
 
@@ -218,6 +168,8 @@ def smoothgrad(
         raw: return the signed mean gradient ``(B, H, W, C)`` instead of the map.
         batch_size: (image, sample) pairs per model call.
         return_class: also return the class each map explains.
+        output: the output holding the class scores (name or index); required
+            for models with several outputs.
 
     Returns:
         float32 ``(B, H, W)`` in [0, 1] (or ``(B, H, W, C)`` signed with ``raw``).
@@ -226,24 +178,24 @@ def smoothgrad(
         raise ValueError(f"samples must be >= 1, got {samples}")
     if not noise >= 0:
         raise ValueError(f"noise must be >= 0 (a fraction of the input range), got {noise}")
-    x, idx = _prepare(model, images, class_index)
-    bs = _check_batch_size(batch_size)
-    classes = _resolve(model, x, idx, bs)
-    net = logits_model(model)
+    x, idx = _core.prepare(model, images, class_index, output)
+    bs = check_batch_size(batch_size)
+    classes = resolve_classes(model, x, idx, bs, output)
+    net = logits_model(model, output)
     b = int(x.shape[0])
 
     def build():
         def fn(x, img, cls, sigma, seed):
             src = tf.gather(x, img)
             eps = tf.random.stateless_normal(tf.shape(src), seed=seed) * tf.gather(sigma, img)[:, None, None, None]
-            g, _ = _input_gradients(net, src + eps, tf.gather(cls, img))
+            g, _ = _input_gradient_step(net, src + eps, tf.gather(cls, img))
             return tf.math.unsorted_segment_sum(g, img, tf.shape(x)[0])
 
         return fn
 
     spec_i = tf.TensorSpec([None], tf.int32)
-    sig = [_spec(model), spec_i, spec_i, tf.TensorSpec([None], tf.float32), tf.TensorSpec([2], tf.int32)]
-    fn = cached(model, ("smoothgrad",), build, sig)
+    sig = [input_spec(model), spec_i, spec_i, tf.TensorSpec([None], tf.float32), tf.TensorSpec([2], tf.int32)]
+    fn = compiled(model, ("smoothgrad", _out(model, output)), build, sig)
     span = tf.reduce_max(x, axis=(1, 2, 3)) - tf.reduce_min(x, axis=(1, 2, 3))
     sigma = tf.cast(noise, tf.float32) * span
     pairs = np.repeat(np.arange(b, dtype=np.int32), int(samples))
@@ -331,6 +283,7 @@ def integrated_gradients(
     batch_size: int = 64,
     return_class: bool = False,
     details: bool = False,
+    output=None,
 ):
     """Integrated Gradients (Sundararajan, Taly, Yan, ICML 2017).
 
@@ -357,31 +310,34 @@ def integrated_gradients(
         batch_size: (image, α) pairs per model call.
         return_class: also return the classes (ignored with ``details``, which holds them).
         details: return an :class:`IGResult` (attributions, scores, gaps).
+        output: the output holding the class scores (name or index); required
+            for models with several outputs.
 
     Returns:
         float32 ``(B, H, W)``: signed channel sum of the attributions, logit
         units, unnormalised; or an :class:`IGResult` with ``details=True``.
     """
     alphas, weights = quadrature(steps, rule)
-    x, idx = _prepare(model, images, class_index)
+    x, idx = _core.prepare(model, images, class_index, output)
     base = _baseline(baseline, x)
     b = int(x.shape[0])
-    bs = _check_batch_size(batch_size)
-    fx, classes = _scores(model, x, idx, bs)
-    fb, _ = _scores(model, base, classes, bs)  # the class found at x, not the baseline's top-1
-    net = logits_model(model)
+    bs = check_batch_size(batch_size)
+    fx, classes = class_scores(model, x, idx, bs, output)
+    fb, _ = class_scores(model, base, classes, bs, output)  # the class found at x, not the baseline's top-1
+    net = logits_model(model, output)
 
     def build():
         def fn(x, base, img, alpha, w, cls):
             x0 = tf.gather(base, img)
             path = x0 + alpha[:, None, None, None] * (tf.gather(x, img) - x0)
-            g, _ = _input_gradients(net, path, tf.gather(cls, img))
+            g, _ = _input_gradient_step(net, path, tf.gather(cls, img))
             return tf.math.unsorted_segment_sum(g * w[:, None, None, None], img, tf.shape(x)[0])
 
         return fn
 
     spec_i, spec_f = tf.TensorSpec([None], tf.int32), tf.TensorSpec([None], tf.float32)
-    fn = cached(model, ("integrated_gradients",), build, [_spec(model), _spec(model), spec_i, spec_f, spec_f, spec_i])
+    sig = [input_spec(model), input_spec(model), spec_i, spec_f, spec_f, spec_i]
+    fn = compiled(model, ("integrated_gradients", _out(model, output)), build, sig)
     img = np.repeat(np.arange(b, dtype=np.int32), alphas.size)
     al = np.tile(alphas, b).astype(np.float32)
     wt = np.tile(weights, b).astype(np.float32)
@@ -459,15 +415,15 @@ def _guided_forward(model, x):
     return run_ops(model, x, _guided_call)
 
 
-def guided_gradients(model, images, class_index=None, *, batch_size: int = 64):
+def guided_gradients(model, images, class_index=None, *, batch_size: int = 64, output=None):
     """Signed guided-backprop gradients ``(B, H, W, C)`` of the pre-softmax score, and classes ``(B,)``."""
-    x, idx = _prepare(model, images, class_index)
-    bs = _check_batch_size(batch_size)
-    return _guided_gradients(model, x, _resolve(model, x, idx, bs), bs)
+    x, idx = _core.prepare(model, images, class_index, output)
+    bs = check_batch_size(batch_size)
+    return _guided_gradients(model, x, resolve_classes(model, x, idx, bs, output), bs, output)
 
 
-def _guided_gradients(model, x, classes, bs):
-    net = logits_model(model)
+def _guided_gradients(model, x, classes, bs, output=None):
+    net = logits_model(model, output)
 
     def build():
         def fn(x, cls):
@@ -475,18 +431,20 @@ def _guided_gradients(model, x, classes, bs):
                 tape.watch(x)
                 out = _guided_forward(net, x)
                 out = out[-1] if isinstance(out, (list, tuple)) else out
-                s, _ = _base.pick_scores(out, cls)
+                s, _ = pick_scores(out, cls)
                 total = tf.reduce_sum(s)
             return tape.gradient(total, x)
 
         return fn
 
-    fn = cached(model, ("guided_backprop",), build, [_spec(model), tf.TensorSpec([None], tf.int32)])
+    fn = compiled(model, ("guided_backprop", _out(model, output)), build, [input_spec(model), _CLASSES])
     g = [fn(x[i : i + bs], tf.constant(classes[i : i + bs])) for i in range(0, int(x.shape[0]), bs)]
     return tf.concat(g, 0), classes
 
 
-def guided_backprop(model, images, class_index=None, *, raw: bool = False, batch_size: int = 64, return_class=False):
+def guided_backprop(
+    model, images, class_index=None, *, raw: bool = False, batch_size: int = 64, return_class=False, output=None
+):
     """Guided Backpropagation (Springenberg, Dosovitskiy, Brox, Riedmiller, ICLR workshop 2015).
 
     Springenberg et al. "Striving for Simplicity: The All Convolutional Net."
@@ -497,17 +455,26 @@ def guided_backprop(model, images, class_index=None, *, raw: bool = False, batch
     ``keras.ops.relu``) is guided with :func:`tf.custom_gradient` on a re-traced
     graph; the model itself is not modified. For ReLU6 the local factor is
     ``1[0 < x < 6]``. Other activations keep their ordinary gradient.
+    Arguments as :func:`saliency`.
 
     Returns:
         float32 ``(B, H, W)`` in [0, 1]: ``max_c |·|`` normalised (or signed
         ``(B, H, W, C)`` with ``raw``).
     """
-    g, classes = guided_gradients(model, images, class_index, batch_size=batch_size)
+    g, classes = guided_gradients(model, images, class_index, batch_size=batch_size, output=output)
     return _finish(g, classes, raw, return_class)
 
 
 def guided_grad_cam(
-    model, images, class_index=None, layer=None, *, raw: bool = False, batch_size: int = 64, return_class=False
+    model,
+    images,
+    class_index=None,
+    layer=None,
+    *,
+    raw: bool = False,
+    batch_size: int = 64,
+    return_class=False,
+    output=None,
 ):
     """Guided Grad-CAM (Selvaraju et al., ICCV 2017, Sec. 3.1 "Guided Grad-CAM").
 
@@ -524,6 +491,8 @@ def guided_grad_cam(
         raw: return the signed product ``(B, H, W, C)`` instead of the map.
         batch_size: images per model call.
         return_class: also return the class each map explains.
+        output: the output holding the class scores (name or index); required
+            for models with several outputs.
 
     Raises:
         ValueError: the model has no layer with a spatial output (Grad-CAM needs one).
@@ -537,11 +506,11 @@ def guided_grad_cam(
         find_layer(model, layer)
     except ValueError as exc:
         raise ValueError(f"Guided Grad-CAM needs a convolutional (spatial) layer for Grad-CAM: {exc}") from None
-    x, idx = _prepare(model, images, class_index)
-    bs = _check_batch_size(batch_size)
-    classes = _resolve(model, x, idx, bs)
-    cams = grad_cam(model, x, classes, layer)
-    g, _ = _guided_gradients(model, x, classes, bs)
+    x, idx = _core.prepare(model, images, class_index, output)
+    bs = check_batch_size(batch_size)
+    classes = resolve_classes(model, x, idx, bs, output)
+    cams = grad_cam(model, x, classes, layer, output=output)
+    g, _ = _guided_gradients(model, x, classes, bs, output)
     up = tf.image.resize(tf.constant(cams)[..., None], tuple(x.shape[1:3]), method="bilinear")
     return _finish(g * up, classes, raw, return_class)
 
@@ -557,10 +526,10 @@ METHODS = {
 __all__ = [
     "IGResult",
     "METHODS",
-    "gradients",
     "guided_backprop",
     "guided_grad_cam",
     "guided_gradients",
+    "input_gradients",
     "integrated_gradients",
     "logits_model",
     "quadrature",

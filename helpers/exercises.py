@@ -45,9 +45,9 @@ def to_input(model, image) -> np.ndarray:
     """
     size = tuple(int(s) for s in model.input_shape[1:3])
     x = tf.image.resize(np.asarray(image, np.float32)[None], size, antialias=True).numpy()
-    from .models import normalize  # the one place the normalisation is written
+    from .models import normalize_input  # the one place the normalisation is written
 
-    return normalize("efficientnet_lite0", x)
+    return normalize_input("efficientnet_lite0", x)
 
 
 MAP_TOLERANCE = 0.04
@@ -140,7 +140,7 @@ def reference_map(method, model, item, layer, logits: bool = True, class_index=N
             a, p = taps(x)
             s = p[:, c]
         g = tape.gradient(s, a)
-        m = _cam.normalize(tf.einsum("bhwc,bc->bhw", a, tf.reduce_mean(g, axis=(1, 2)))).numpy()[0]
+        m = _cam.relu_max_scale(tf.einsum("bhwc,bc->bhw", a, tf.reduce_mean(g, axis=(1, 2)))).numpy()[0]
     return _cam.upsample(m, item["image"].shape[:2])
 
 
@@ -435,7 +435,7 @@ def bbox_maps() -> list[tuple[str, np.ndarray]]:
     ]
 
 
-def _contour_boxes(mask) -> dict[str, list[np.ndarray]]:
+def _boxes_by_retrieval_mode(mask) -> dict[str, list[np.ndarray]]:
     """For each retrieval mode, the normalised boxes of the contours in the order ``cv2.findContours`` lists them."""
     import cv2
 
@@ -473,7 +473,7 @@ def _diagnose_box(b, m, want, thresh) -> None:
             "connected regions (cv2.findContours) and keep the largest"
         )
     matches: dict[str, list[str]] = {}  # "contours[0]" -> the retrieval modes that list that box there
-    for mode, listed in _contour_boxes(mask).items():
+    for mode, listed in _boxes_by_retrieval_mode(mask).items():
         for i, other in enumerate(listed):
             if _close_box(b, other, m.shape) and not _close_box(other, want, m.shape):
                 which = "contours[0]" if i == 0 else "contours[-1]" if i == len(listed) - 1 else f"contours[{i}]"
@@ -612,7 +612,7 @@ def iou_table(test_items, methods: dict, get_bbox, get_iou, val_items, threshold
 
     Choe et al. (CVPR 2020) choose the threshold on a held-out split and report on test (notebook 05): here
     BoxAcc(tau, 0.5) is computed on ``val_items`` for every tau in ``thresholds`` with the learner's ``get_bbox``
-    and ``get_iou``, the best tau is kept (:func:`helpers.localization.choose_taus`: ties go to the higher mean
+    and ``get_iou``, the best tau is kept (:func:`helpers.localization_metrics.choose_taus`: ties go to the higher mean
     IoU), and the test figures are measured at that tau.
 
     Args:
@@ -626,7 +626,7 @@ def iou_table(test_items, methods: dict, get_bbox, get_iou, val_items, threshold
     Returns:
         ``{name: {"tau", "val_box_acc", "mean_iou", "box_acc"}}``, or None (with a note) while a task is a TODO.
     """
-    from . import localization
+    from . import localization_metrics
 
     def ious(heatmaps, items, taus):
         out = np.zeros((len(items), len(taus)))
@@ -640,7 +640,7 @@ def iou_table(test_items, methods: dict, get_bbox, get_iou, val_items, threshold
     try:
         for name, fn in methods.items():
             val = ious([fn(it) for it in val_items], val_items, thresholds)
-            tau = localization.choose_taus((val, val), thresholds)["tau"]
+            tau = localization_metrics.choose_taus((val, val), thresholds)["tau"]
             j = int(np.argmin(np.abs(np.asarray(thresholds) - tau)))
             test = ious([fn(it) for it in test_items], test_items, [tau])[:, 0]
             table[name] = {

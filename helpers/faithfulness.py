@@ -15,9 +15,11 @@
 Saliency maps are any ``(B, h, w)`` arrays (from :mod:`helpers.cam` or
 :mod:`helpers.attribution`); they are resized bilinearly to the input size
 where a pixel order is needed. Probabilities are the softmax of the
-pre-softmax scores (:func:`helpers.attribution.logits_model`), which equals the
+pre-softmax scores (:func:`helpers._core.logits_model`), which equals the
 output of a model that ends in a softmax. Every perturbed copy of a batch goes
-through the model in chunks of ``batch_size``, in one compiled function per model.
+through the model in chunks of ``batch_size``, in one compiled function per model
+(:func:`helpers._core.compiled`, the cache every explainer shares). ``output=``
+picks the class scores of a model with several outputs, as in :mod:`helpers.cam`.
 """
 
 from __future__ import annotations
@@ -28,12 +30,20 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from . import attribution
-from ._quiet import import_tensorflow
-from .attribution import _check_batch_size, _logits, _prepare, _resolve, _spec, cached, logits_model
-from .graph import iter_layers
-
-tf = import_tensorflow()
+from . import _core
+from ._core import (
+    CLASSES_SPEC,
+    check_batch_size,
+    class_probabilities,
+    compiled,
+    input_spec,
+    logits,
+    logits_model,
+    num_classes,
+    resolve_classes,
+    tf,
+)
+from .graph import iter_layers, output_index
 
 
 # --------------------------------------------------------------------------- shared pieces
@@ -63,38 +73,33 @@ def _check_saliency_batch(saliency, batch):
         raise ValueError(f"saliency must be {batch} maps (B, h, w), one per image; got shape {np.shape(saliency)}")
 
 
-def _probs(net, x, cls):
-    p = tf.nn.softmax(_logits(net, x), axis=-1)
-    return tf.gather(p, cls, axis=1, batch_dims=1)
-
-
-def _mix_fn(model):
+def _mix_fn(model, output=None):
     """Compiled: probabilities of ``where(rank < count, finish, start)`` for (image, count) pairs."""
-    net = logits_model(model)
+    net = logits_model(model, output)
 
     def build():
         def fn(start, finish, rank, img, count, cls):
             keep = tf.gather(rank, img) < count[:, None, None]
             mixed = tf.where(keep[..., None], tf.gather(finish, img), tf.gather(start, img))
-            return _probs(net, mixed, tf.gather(cls, img))
+            return class_probabilities(net, mixed, tf.gather(cls, img))
 
         return fn
 
-    spec_i = tf.TensorSpec([None], tf.int32)
-    sig = [_spec(model), _spec(model), tf.TensorSpec([None, None, None], tf.int32), spec_i, spec_i, spec_i]
-    return cached(model, ("faithfulness_mix",), build, sig)
+    spec_i = CLASSES_SPEC
+    sig = [input_spec(model), input_spec(model), tf.TensorSpec([None, None, None], tf.int32), spec_i, spec_i, spec_i]
+    return compiled(model, ("faithfulness_mix", output_index(model, output)), build, sig)
 
 
-def probabilities(model, images, class_index=None, *, batch_size: int = 64):
+def probabilities(model, images, class_index=None, *, batch_size: int = 64, output=None):
     """Softmax probability of each image's class (top-1 when None): ``(probs (B,), classes (B,))``."""
-    x, idx = _prepare(model, images, class_index)
-    bs = _check_batch_size(batch_size)
-    classes = _resolve(model, x, idx, bs)
-    return _probabilities(model, x, classes, bs), classes
+    x, idx = _core.prepare(model, images, class_index, output)
+    bs = check_batch_size(batch_size)
+    classes = resolve_classes(model, x, idx, bs, output)
+    return _probabilities(model, x, classes, bs, output), classes
 
 
-def _probabilities(model, x, classes, bs):
-    fn = _mix_fn(model)
+def _probabilities(model, x, classes, bs, output=None):
+    fn = _mix_fn(model, output)
     b = int(x.shape[0])
     rank = tf.zeros(x.shape[:3], tf.int32)
     out = []
@@ -171,17 +176,18 @@ def causal_curves(
     deletion_substrate="zeros",
     insertion_substrate="blur",
     batch_size: int = 64,
+    output=None,
 ) -> dict[str, Curve]:
     """Deletion and/or insertion curves, all perturbed copies in shared batches (see :func:`deletion`)."""
-    x, idx = _prepare(model, images, class_index)
+    x, idx = _core.prepare(model, images, class_index, output)
     b, h, w = (int(d) for d in x.shape[:3])
     _check_saliency_batch(saliency, b)
     steps = _check_steps(steps)
-    bs = _check_batch_size(batch_size)
-    classes = _resolve(model, x, idx, bs)
+    bs = check_batch_size(batch_size)
+    classes = resolve_classes(model, x, idx, bs, output)
     rank = tf.constant(_saliency_order(saliency, (h, w)))
     counts = (np.arange(steps + 1) * (h * w)) // steps
-    fn = _mix_fn(model)
+    fn = _mix_fn(model, output)
     out = {}
     for mode in modes:
         if mode == "deletion":  # start at the image, pixels become the substrate
@@ -205,7 +211,15 @@ def causal_curves(
 
 
 def deletion(
-    model, images, saliency, class_index=None, *, steps: int = 224, substrate="zeros", batch_size: int = 64
+    model,
+    images,
+    saliency,
+    class_index=None,
+    *,
+    steps: int = 224,
+    substrate="zeros",
+    batch_size: int = 64,
+    output=None,
 ) -> Curve:
     """Deletion curve and AUC (Petsiuk, Das, Saenko, "RISE", BMVC 2018, Sec. 4.1; lower is better).
 
@@ -226,6 +240,8 @@ def deletion(
             image; for EfficientNet-Lite0 a mid-grey), ``"blur"``, or an array
             broadcastable to the images.
         batch_size: perturbed images per model call.
+        output: the output holding the class scores (name or index); required
+            for models with several outputs.
     """
     return causal_curves(
         model,
@@ -236,11 +252,20 @@ def deletion(
         steps=steps,
         deletion_substrate=substrate,
         batch_size=batch_size,
+        output=output,
     )["deletion"]
 
 
 def insertion(
-    model, images, saliency, class_index=None, *, steps: int = 224, substrate="blur", batch_size: int = 64
+    model,
+    images,
+    saliency,
+    class_index=None,
+    *,
+    steps: int = 224,
+    substrate="blur",
+    batch_size: int = 64,
+    output=None,
 ) -> Curve:
     """Insertion curve and AUC (Petsiuk et al., RISE, BMVC 2018, Sec. 4.1; higher is better).
 
@@ -256,6 +281,7 @@ def insertion(
         steps=steps,
         insertion_substrate=substrate,
         batch_size=batch_size,
+        output=output,
     )["insertion"]
 
 
@@ -290,12 +316,14 @@ def explanation_map(images, saliency) -> np.ndarray:
         raise ValueError(f"saliency must be maps (B, h, w) with at least one pixel, got shape {s.shape}")
     if not np.isfinite(s).all():
         raise ValueError("saliency maps contain NaN or inf")
-    s = attribution._base.normalize(tf.constant(s))
+    s = _core.relu_max_scale(tf.constant(s))
     s = tf.image.resize(s[..., None], tuple(x.shape[1:3]), method="bilinear")
     return (x * s).numpy()
 
 
-def average_drop_increase(model, images, saliency, class_index=None, *, batch_size: int = 64) -> DropIncrease:
+def average_drop_increase(
+    model, images, saliency, class_index=None, *, batch_size: int = 64, output=None
+) -> DropIncrease:
     """Average Drop and Increase in Confidence (Chattopadhay, Sarkar, Howlader, Balasubramanian, WACV 2018).
 
     "Grad-CAM++: Generalized Gradient-Based Visual Explanations for Deep
@@ -305,12 +333,12 @@ def average_drop_increase(model, images, saliency, class_index=None, *, batch_si
     class on the image and on ``E``. Average Drop = mean ``max(0, Y − O)/Y``
     ×100; Increase in Confidence = share of images with ``O > Y`` ×100.
     """
-    x, idx = _prepare(model, images, class_index)
+    x, idx = _core.prepare(model, images, class_index, output)
     _check_saliency_batch(saliency, int(x.shape[0]))
-    bs = _check_batch_size(batch_size)
-    classes = _resolve(model, x, idx, bs)
+    bs = check_batch_size(batch_size)
+    classes = resolve_classes(model, x, idx, bs, output)
     e = tf.constant(explanation_map(x, np.reshape(saliency, (int(x.shape[0]), *np.shape(saliency)[-2:]))))
-    both = _probabilities(model, tf.concat([x, e], 0), np.concatenate([classes, classes]), bs)
+    both = _probabilities(model, tf.concat([x, e], 0), np.concatenate([classes, classes]), bs, output)
     y, o = both[: len(classes)], both[len(classes) :]
     drop = 100.0 * np.maximum(0.0, y - o) / np.maximum(y, 1e-12)
     inc = o > y
@@ -418,6 +446,7 @@ def road(
     noise: float = 0.01,
     seed: int = 0,
     batch_size: int = 64,
+    output=None,
 ) -> Road:
     """ROAD: RemOve And Debias (Rong, Leemann, Borisov, Kasneci, Kasneci, ICML 2022).
 
@@ -436,15 +465,17 @@ def road(
         noise: imputation noise std (their default 0.01).
         seed: seeds the imputation noise.
         batch_size: imputed images per model call.
+        output: the output holding the class scores (name or index); required
+            for models with several outputs.
     """
-    x, idx = _prepare(model, images, class_index)
+    x, idx = _core.prepare(model, images, class_index, output)
     b, h, w = (int(d) for d in x.shape[:3])
     _check_saliency_batch(saliency, b)
     fr = np.asarray(fractions, np.float64)
     if fr.ndim != 1 or fr.size == 0 or ((fr <= 0) | (fr >= 1)).any():
         raise ValueError(f"fractions must be a non-empty list of values in (0, 1), got {fractions}")
-    bs = _check_batch_size(batch_size)
-    classes = _resolve(model, x, idx, bs)
+    bs = check_batch_size(batch_size)
+    classes = resolve_classes(model, x, idx, bs, output)
     rank = _saliency_order(saliency, (h, w))
     rng = np.random.default_rng(seed)
     xs = x.numpy()
@@ -457,17 +488,17 @@ def road(
                 copies.append(noisy_linear_impute(xs[i], removed, noise=noise, rng=rng))
     batch = tf.constant(np.stack(copies))
     cls = np.repeat(classes, 2 * fr.size)
-    net = logits_model(model)
+    net = logits_model(model, output)
 
     def build():
         def fn(x, cls):
-            logits = _logits(net, x)
-            p = tf.gather(tf.nn.softmax(logits, axis=-1), cls, axis=1, batch_dims=1)
-            return p, tf.argmax(logits, axis=-1, output_type=tf.int32)
+            scores = logits(net, x)
+            p = tf.gather(tf.nn.softmax(scores, axis=-1), cls, axis=1, batch_dims=1)
+            return p, tf.argmax(scores, axis=-1, output_type=tf.int32)
 
         return fn
 
-    fn = cached(model, ("road",), build, [_spec(model), tf.TensorSpec([None], tf.int32)])
+    fn = compiled(model, ("road", output_index(model, output)), build, [input_spec(model), CLASSES_SPEC])
     outs = [fn(batch[i : i + bs], tf.constant(cls[i : i + bs])) for i in range(0, len(cls), bs)]
     probs = np.concatenate([o[0].numpy() for o in outs]).reshape(b, 2, fr.size)
     correct = (np.concatenate([o[1].numpy() for o in outs]) == cls).reshape(b, 2, fr.size)
@@ -644,7 +675,15 @@ class Sanity:
 
 
 def cascading_randomization(
-    model, images, method: Callable, class_index=None, *, stages="blocks", seed: int = 0, batch_size: int = 64
+    model,
+    images,
+    method: Callable,
+    class_index=None,
+    *,
+    stages="blocks",
+    seed: int = 0,
+    batch_size: int = 64,
+    output=None,
 ) -> Sanity:
     """Cascading model-parameter randomisation (Adebayo et al., NeurIPS 2018, Sec. 3.1).
 
@@ -668,17 +707,21 @@ def cascading_randomization(
         stages: see :func:`layer_stages`.
         seed: seeds the re-initialisation.
         batch_size: images per call when resolving the classes.
+        output: the output holding the class scores (name or index); required
+            for models with several outputs, and then passed on as
+            ``method(model, images, class_index, output=output)``.
     """
-    x, idx = _prepare(model, images, class_index)
-    classes = _resolve(model, x, idx, _check_batch_size(batch_size))
+    x, idx = _core.prepare(model, images, class_index, output)
+    classes = resolve_classes(model, x, idx, check_batch_size(batch_size), output)
     groups = layer_stages(model, stages)
-    original = np.asarray(method(model, x, classes), np.float32)
+    explain = _with_output(method, output)
+    original = np.asarray(explain(model, x, classes), np.float32)
     saved = [(v, v.numpy()) for v in model.weights]
     maps = []
     try:
         for k, (_name, layers) in enumerate(groups):
             reinitialize(layers, seed=seed * 1000 + k)
-            maps.append(np.asarray(method(model, x, classes), np.float32))
+            maps.append(np.asarray(explain(model, x, classes), np.float32))
     finally:
         for v, a in saved:
             v.assign(a)
@@ -688,7 +731,16 @@ def cascading_randomization(
     return Sanity([n for n, _ in groups], rho, sim, maps, original, classes)
 
 
-def random_logit(model, images, method: Callable, class_index=None, *, seed: int = 0, batch_size: int = 64) -> Sanity:
+def _with_output(method: Callable, output) -> Callable:
+    """``method`` as ``fn(model, images, class_index)``, explaining ``output`` when one is given."""
+    if output is None:
+        return method
+    return lambda model, images, class_index: method(model, images, class_index, output=output)
+
+
+def random_logit(
+    model, images, method: Callable, class_index=None, *, seed: int = 0, batch_size: int = 64, output=None
+) -> Sanity:
     """Random-logit check: the map of a random other class, compared with the original one.
 
     The cheap stand-in for Adebayo et al.'s data-randomisation test (which
@@ -696,16 +748,28 @@ def random_logit(model, images, method: Callable, class_index=None, *, seed: int
     map of the predicted class, the map does not explain the class. The random
     class differs from the explained one for every image; ``Sanity.classes``
     holds the random classes.
+
+    Args:
+        model: a Keras classifier.
+        images: preprocessed batch ``(B, H, W, 3)``.
+        method: ``method(model, images, class_index) -> (B, h, w)``.
+        class_index: None (top-1 per image), an int or one per image.
+        seed: seeds the draw of the random classes.
+        batch_size: images per call when resolving the classes.
+        output: the output holding the class scores (name or index); required
+            for models with several outputs. The random class is drawn among
+            that output's classes and ``method`` is called with ``output=output``.
     """
-    x, idx = _prepare(model, images, class_index)
-    classes = _resolve(model, x, idx, _check_batch_size(batch_size))
-    k = int(model.outputs[0].shape[-1])
+    x, idx = _core.prepare(model, images, class_index, output)
+    classes = resolve_classes(model, x, idx, check_batch_size(batch_size), output)
+    k = num_classes(model, output)
     if k < 2:
         raise ValueError("the random-logit check needs a model with at least 2 classes")
     rng = np.random.default_rng(seed)
     other = ((classes + rng.integers(1, k, size=len(classes))) % k).astype(np.int32)
-    original = np.asarray(method(model, x, classes), np.float32)
-    m = np.asarray(method(model, x, other), np.float32)
+    explain = _with_output(method, output)
+    original = np.asarray(explain(model, x, classes), np.float32)
+    m = np.asarray(explain(model, x, other), np.float32)
     rho = spearman(original, m, constant="nan")
     return Sanity(["random logit"], rho[None], ssim(original, m)[None], m[None], original, other)
 

@@ -54,16 +54,16 @@ class ModelSpec:
     name: str
     input_size: int
     last_conv_layer: str
-    normalize: Callable[[np.ndarray], np.ndarray]
+    normalize_input: Callable[[np.ndarray], np.ndarray]
     embedded: bool
 
 
-def _lite0_normalize(x):
+def _lite0_normalize_input(x):
     return (x - 127.0) / 128.0
 
 
 def _keras_app(module: str) -> Callable:
-    def normalize(x):
+    def normalize_input(x):
         import_tensorflow()
         import keras
 
@@ -71,11 +71,11 @@ def _keras_app(module: str) -> Callable:
             x = np.array(x, np.float32)  # a copy: preprocess_input edits numpy arrays in place
         return getattr(keras.applications, module).preprocess_input(x)
 
-    return normalize
+    return normalize_input
 
 
 SPECS = {
-    "efficientnet_lite0": ModelSpec("efficientnet_lite0", 224, "top_activation", _lite0_normalize, True),
+    "efficientnet_lite0": ModelSpec("efficientnet_lite0", 224, "top_activation", _lite0_normalize_input, True),
     "xception": ModelSpec("xception", 299, "block14_sepconv2_act", _keras_app("xception"), False),
     "vgg16": ModelSpec("vgg16", 224, "block5_conv3", _keras_app("vgg16"), False),
     "resnet50": ModelSpec("resnet50", 224, "conv5_block3_out", _keras_app("resnet50"), False),
@@ -97,7 +97,7 @@ def spec(name: str) -> ModelSpec:
         raise ValueError(f"unknown model {name!r}; choose one of {sorted(SPECS)}") from None
 
 
-def normalize(name: str, images):
+def normalize_input(name: str, images):
     """The model's own input normalisation: float RGB 0..255, already resized -> model input.
 
     The one place each model's preprocessing is written (EfficientNet-Lite0:
@@ -105,7 +105,7 @@ def normalize(name: str, images):
     ``preprocess_input``). Works on numpy arrays and on tensors, so ``tf.data``
     pipelines call it too. No resizing: see :func:`preprocess` for that.
     """
-    return spec(name).normalize(images)
+    return spec(name).normalize_input(images)
 
 
 # --------------------------------------------------------------------------- weights
@@ -187,7 +187,7 @@ def convert_lite0(state: dict[str, np.ndarray]) -> dict[str, list[np.ndarray]]:
     return w
 
 
-def _cached_lite0_weights(expected: dict[str, list[tuple]] | None = None) -> dict[str, list[np.ndarray]]:
+def cached_lite0_weights(expected: dict[str, list[tuple]] | None = None) -> dict[str, list[np.ndarray]]:
     """Converted weights, from the cache when it is intact, else rebuilt from the .pth.
 
     Intact means: its JSON names the cache file's SHA-256 and the source ``.pth``'s, and
@@ -341,7 +341,7 @@ def load(name: str = "efficientnet_lite0"):
         return _load_keras_app(name)
     model = efficientnet_lite0()
     expected = {lay.name: [tuple(w.shape) for w in lay.weights] for lay in model.layers if lay.weights}
-    weights = _cached_lite0_weights(expected)
+    weights = cached_lite0_weights(expected)
     for layer_name, arrays in weights.items():
         model.get_layer(layer_name).set_weights(arrays)
     return model
@@ -351,7 +351,7 @@ def load(name: str = "efficientnet_lite0"):
 def preprocess(name: str, images) -> np.ndarray:
     """uint8 RGB images ``(N, H, W, 3)`` (or one ``(H, W, 3)``) -> the model's input batch.
 
-    Resizes (antialiased) to the model's input size, then applies :func:`normalize`.
+    Resizes (antialiased) to the model's input size, then applies :func:`normalize_input`.
     """
     tf = import_tensorflow()
     s = spec(name)
@@ -361,7 +361,7 @@ def preprocess(name: str, images) -> np.ndarray:
     if x.ndim != 4 or x.shape[-1] != 3:
         raise ValueError(f"expected RGB images (N, H, W, 3), got shape {x.shape}")
     x = tf.image.resize(x.astype(np.float32), (s.input_size, s.input_size), antialias=True).numpy()
-    return np.asarray(normalize(name, np.clip(x, 0, 255)), dtype=np.float32)
+    return np.asarray(normalize_input(name, np.clip(x, 0, 255)), dtype=np.float32)
 
 
 @lru_cache(maxsize=1)

@@ -27,7 +27,7 @@ BACKBONES = ("efficientnet_lite0", "resnet50")
 def _trunk(backbone: str, input_size: int):
     if backbone == "efficientnet_lite0":
         trunk = models.efficientnet_lite0(include_top=False, input_shape=(input_size, input_size, 3))
-        weights = models._cached_lite0_weights()
+        weights = models.cached_lite0_weights()
         for name, arrays in weights.items():
             if name != "logits":
                 trunk.get_layer(name).set_weights(arrays)
@@ -80,11 +80,6 @@ def build_cam_model(
     return keras.Model(trunk.input, out, name=f"cam_{backbone}")
 
 
-def normalize(backbone: str, images):
-    """The backbone's own input normalisation, on tensors (usable inside tf.data): :func:`helpers.models.normalize`."""
-    return models.normalize(backbone, images)
-
-
 def resized_uint8(image, input_size: int):
     """Resize (antialiased) to ``input_size`` square and round back to uint8 — what the pipelines cache."""
     img = tf.image.resize(tf.cast(image, tf.float32), (input_size, input_size), antialias=True)
@@ -113,7 +108,8 @@ def make_pipeline(
     )
     ds = ds.cache()  # uint8 after resizing: a quarter of the memory of float32
     ds = ds.map(
-        lambda x, *rest: (normalize(backbone, tf.cast(x, tf.float32)), *rest), num_parallel_calls=tf.data.AUTOTUNE
+        lambda x, *rest: (models.normalize_input(backbone, tf.cast(x, tf.float32)), *rest),
+        num_parallel_calls=tf.data.AUTOTUNE,
     )
     if training:
         ds = ds.shuffle(2048, seed=seed, reshuffle_each_iteration=True).enumerate()

@@ -36,3 +36,23 @@ def tiny():
     conv.set_weights([np.array([2.0, -1.0], np.float32).reshape(1, 1, 1, 2)])
     dense.set_weights([np.array([[1.0, -1.0], [0.5, 2.0]], np.float32), np.array([0.1, -0.1], np.float32)])
     return model
+
+
+# The second head of `two_heads`: 3 classes whose weights on the tiny model's two channels differ from
+# the first head's (and from each other) in sign and size, so every class has its own input gradient.
+HEAD1_W = np.array([[-0.5, 1.5, 0.25], [3.0, -1.0, 0.75]], np.float32)
+HEAD1_B = np.array([0.2, 0.0, -0.3], np.float32)
+
+
+@pytest.fixture(scope="session")
+def two_heads(tiny):
+    """The tiny model with a second output: ``head1`` = GAP features @ HEAD1_W + HEAD1_B (3 logits, no softmax).
+
+    Output 0 is the tiny model's softmax over 2 classes, output 1 these 3 pre-softmax scores; with
+    channel 0 = relu(2x) and channel 1 = relu(-x), ``d head1_c / d x_ij`` is
+    ``(2 W[0, c] [x_ij > 0] - W[1, c] [x_ij < 0]) / 16``.
+    """
+    head1 = keras.layers.Dense(3, name="head1")
+    model = keras.Model(tiny.input, [tiny.output, head1(tiny.get_layer("gap").output)], name="two_heads")
+    head1.set_weights([HEAD1_W, HEAD1_B])
+    return model

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from helpers import attribution, cam, images, models
+from helpers import _core, attribution, cam, images, models
 
 RNG = np.random.default_rng(0)
 W_LIN = RNG.normal(size=(4 * 4 * 3, 3)).astype(np.float32)  # gradients differ per pixel, channel and class
@@ -30,9 +30,9 @@ TINY_W = np.array([[1.0, -1.0], [0.5, 2.0]])
 
 
 # --------------------------------------------------------------------------- gradients and IG, exact oracles
-def test_gradients_are_the_pre_softmax_weights(linear):
+def test_input_gradients_are_the_pre_softmax_weights(linear):
     x = RNG.normal(size=(2, 4, 4, 3)).astype(np.float32)
-    g, classes = attribution.gradients(linear, x, [0, 2])
+    g, classes = attribution.input_gradients(linear, x, [0, 2])
     np.testing.assert_allclose(g[0].numpy().ravel(), W_LIN[:, 0], atol=1e-6)
     np.testing.assert_allclose(g[1].numpy().ravel(), W_LIN[:, 2], atol=1e-6)
     assert classes.tolist() == [0, 2]
@@ -105,7 +105,7 @@ def test_a_softmax_inside_a_nested_head_is_skipped():
     model = keras.Model(inp, head(keras.layers.Identity()(inp)), name="nested_head")
     dense.set_weights([W_LIN, B_LIN])
     x = RNG.normal(size=(1, 4, 4, 3)).astype(np.float32)
-    np.testing.assert_allclose(attribution.gradients(model, x, 1)[0].numpy().ravel(), W_LIN[:, 1], atol=1e-6)
+    np.testing.assert_allclose(attribution.input_gradients(model, x, 1)[0].numpy().ravel(), W_LIN[:, 1], atol=1e-6)
     np.testing.assert_allclose(attribution.guided_backprop(model, x, 0, raw=True).ravel(), W_LIN[:, 0], atol=1e-6)
     r = attribution.integrated_gradients(model, x, 2, steps=3, details=True)
     np.testing.assert_allclose(r.attributions.ravel(), x.ravel() * W_LIN[:, 2], atol=1e-5)
@@ -216,7 +216,7 @@ def test_guided_backprop_matches_the_rule_by_hand(relu6, nested):
     for c in (0, 1):
         g = attribution.guided_backprop(model, X3, c, raw=True)[0, ..., 0]
         np.testing.assert_allclose(g, guided_oracle(X3, c, cap), atol=1e-6)
-        plain = attribution.gradients(model, X3, c)[0].numpy()[0, ..., 0]
+        plain = attribution.input_gradients(model, X3, c)[0].numpy()[0, ..., 0]
         np.testing.assert_allclose(plain, plain_oracle(X3, c, cap), atol=1e-6)
     assert not np.allclose(guided_oracle(X3, 0, cap), plain_oracle(X3, 0, cap))  # the rule matters here
     # the model itself is untouched: its layer still computes ReLU(6) with its ordinary gradient
@@ -262,13 +262,13 @@ def test_methods_share_the_call_shape_and_cache_one_function(tiny):
         maps, classes = fn(tiny, x, None, return_class=True, **kw)
         assert maps.shape == (2, 4, 4) and maps.dtype == np.float32, name
         assert classes.tolist() == attribution.scores(tiny, x)[1].tolist()
-    cache = dict(attribution._COMPILED[tiny])
+    cache = _core.compiled_functions(tiny)
     counts = {
         k: f.experimental_get_tracing_count() for k, f in cache.items() if hasattr(f, "experimental_get_tracing_count")
     }
     attribution.integrated_gradients(tiny, np.concatenate([x, x]), [0, 1, 1, 0], steps=5)
     attribution.guided_backprop(tiny, x[:1], 1)
-    assert dict(attribution._COMPILED[tiny]) == cache
+    assert _core.compiled_functions(tiny) == cache
     assert counts == {k: cache[k].experimental_get_tracing_count() for k in counts}
 
 
@@ -325,3 +325,41 @@ def test_guided_methods_on_the_embedded_model(lite0):
     assert cls.tolist() == [285] and gb.shape == (1, 224, 224)
     assert np.isfinite(gb).all() and gb.max() == pytest.approx(1, abs=1e-5)
     assert not np.allclose(gb, sal, atol=1e-2)  # the ReLU6 layers really are guided
+
+
+# --------------------------------------------------------------------------- models with several outputs
+def head1_oracle(x):
+    """Hand-computed logits and input gradients of the two_heads fixture's second output (see conftest)."""
+    from conftest import HEAD1_B, HEAD1_W
+
+    x = x[..., 0]
+    feats = np.stack([np.maximum(2 * x, 0), np.maximum(-x, 0)], -1).mean(axis=(1, 2))  # GAP of the 2 channels
+    logits = feats @ HEAD1_W + HEAD1_B
+    pos, neg = (x > 0).astype(np.float32), (x < 0).astype(np.float32)
+    grads = (2 * HEAD1_W[0][:, None, None, None] * pos - HEAD1_W[1][:, None, None, None] * neg) / 16  # (3, B, 4, 4)
+    return logits, grads
+
+
+def test_attribution_explains_the_output_it_is_given(two_heads, tiny):
+    x = np.concatenate([tiny_input(), -tiny_input()])
+    logits, grads = head1_oracle(x)
+    with pytest.raises(ValueError, match=r"2 outputs.*'head1'.*output="):
+        attribution.saliency(two_heads, x)
+    g, classes = attribution.input_gradients(two_heads, x, output="head1")
+    assert classes.tolist() == logits.argmax(1).tolist() == [1, 0]  # top-1 of output 1, not of the softmax head
+    for i, c in enumerate(classes):
+        np.testing.assert_allclose(g[i].numpy()[..., 0], grads[c, i], atol=1e-6)
+    g2, _ = attribution.input_gradients(two_heads, x, [2, 2], output=1)
+    np.testing.assert_allclose(g2.numpy()[..., 0], grads[2], atol=1e-6)
+    # output 0 is the tiny model's head: its own gradients, which differ from output 1's
+    g0, _ = attribution.input_gradients(two_heads, x, [1, 1], output=0)
+    np.testing.assert_allclose(g0.numpy(), attribution.input_gradients(tiny, x, [1, 1])[0], atol=1e-7)
+    assert np.abs(g0.numpy()[..., 0] - grads[1]).max() > 0.05
+    sal = attribution.saliency(two_heads, x, [2, 2], output=1)
+    expect = np.abs(grads[2]) / np.abs(grads[2]).max(axis=(1, 2), keepdims=True)
+    np.testing.assert_allclose(sal, expect, atol=1e-5)  # divided by max + 1e-7, max ~ 0.05
+    s, _ = attribution.scores(two_heads, x, [0, 2], output=1)
+    np.testing.assert_allclose(s, [logits[0, 0], logits[1, 2]], atol=1e-6)
+    # IG from the zero baseline: the ReLU net is positively homogeneous, the gradient constant on the path
+    ig = attribution.integrated_gradients(two_heads, x, [0, 2], steps=3, output="head1")
+    np.testing.assert_allclose(ig, np.stack([x[0, ..., 0] * grads[0, 0], x[1, ..., 0] * grads[2, 1]]), atol=1e-6)

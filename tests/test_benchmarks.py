@@ -15,7 +15,7 @@ def test_benchmark_smoke_mode_runs_and_writes_ratios(tmp_path, capsys):
         "randomisation cascade per stage / grad_cam batch",
         "featureviz per channel / steps x fwd+bwd floor",  # notebook 02: helpers.featureviz
         "dataset_examples / forward pass",
-        "box IoUs, CAM-like maps: reference loop / one pass",  # helpers.localization.level_boxes
+        "box IoUs, CAM-like maps: reference loop / one pass",  # helpers.localization_metrics.level_boxes
         "box IoUs, noisy maps: one pass / findContours floor",
     ):
         assert name in res["ratios"]
@@ -39,15 +39,15 @@ def test_reference_box_loop_computes_the_same_ious():
     import numpy as np
 
     from benchmarks.__main__ import reference_image_ious
-    from helpers import localization
+    from helpers import localization_metrics
 
     rng = np.random.default_rng(1)
-    maps = localization.normalize_scoremaps(rng.random((3, 7, 7)) ** 3, 64)
+    maps = localization_metrics.normalize_scoremaps(rng.random((3, 7, 7)) ** 3, 64)
     gt = np.array([10, 12, 40, 50])
     for m in maps:
         want, got = (
-            reference_image_ious(m, gt, localization.THRESHOLDS),
-            localization._image_ious(m, gt, localization.THRESHOLDS),
+            reference_image_ious(m, gt, localization_metrics.THRESHOLDS),
+            localization_metrics._image_ious(m, gt, localization_metrics.THRESHOLDS),
         )
         np.testing.assert_array_equal(want[0], got[0])
         np.testing.assert_array_equal(want[1], got[1])

@@ -272,7 +272,7 @@ def test_correct_box_variants_stay_within_the_tolerance():
         for fn in GOOD_BBOXES.values():
             spread = max(spread, np.abs((fn(m, 0.5) - want) * scale).max())
         mask = (m >= 0.5 * m.max()).astype(np.uint8)
-        wrong = [b for listed in exercises._contour_boxes(mask).values() for b in listed]
+        wrong = [b for listed in exercises._boxes_by_retrieval_mode(mask).values() for b in listed]
         wrong += [make_bbox("union")(m, 0.5), want[[1, 0, 3, 2]]]
         dist = [np.abs((b - want) * scale).max() for b in wrong]
         nearest_wrong = min([nearest_wrong, *[d for d in dist if d > exercises.BOX_TOLERANCE_PX]])

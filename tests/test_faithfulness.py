@@ -4,7 +4,7 @@ import pytest
 from scipy.ndimage import convolve
 from scipy.stats import spearmanr
 
-from helpers import attribution, faithfulness
+from helpers import _core, attribution, faithfulness
 
 W_TOY = np.array([0.5, -1.0, 2.0, 0.25], np.float32)
 X_TOY = np.array([1.0, 2.0, 3.0, 4.0], np.float32).reshape(1, 2, 2, 1)
@@ -274,7 +274,7 @@ def test_cascading_randomization_changes_weights_top_down_and_restores_them():
         return attribution.saliency(m, images, class_index)
 
     attribution.saliency(model, x, [0, 1])  # compiles
-    cache = dict(attribution._COMPILED[model])
+    cache = _core.compiled_functions(model)
     traces = {
         k: f.experimental_get_tracing_count() for k, f in cache.items() if hasattr(f, "experimental_get_tracing_count")
     }
@@ -286,7 +286,7 @@ def test_cascading_randomization_changes_weights_top_down_and_restores_them():
             randomised = stage_of[path.split("/")[0]] < call
             assert np.array_equal(value, before[path]) != randomised, (call, path)
     assert all(np.array_equal(v, before[k]) for k, v in weights_of(model).items())
-    assert dict(attribution._COMPILED[model]) == cache  # same compiled function, not rebuilt
+    assert _core.compiled_functions(model) == cache  # same compiled function, not rebuilt
     assert traces == {k: cache[k].experimental_get_tracing_count() for k in traces}
     assert r.spearman.shape == r.ssim.shape == (3, 2) and r.maps.shape == (3, 2, 6, 6)
     np.testing.assert_allclose(r.spearman[-1], faithfulness.spearman(r.original, r.maps[-1], constant="nan"))
@@ -356,3 +356,29 @@ def test_bad_arguments_give_clear_errors(toy):
         faithfulness.layer_stages(toy, [["nope"]])
     with pytest.raises(ValueError, match="same shape"):
         faithfulness.spearman(np.zeros((1, 3, 3)), np.zeros((1, 3, 4)))
+
+
+def test_random_logit_draws_among_the_classes_of_the_output_it_explains(two_heads):
+    # Output 1 has 3 classes (output 0 has 2): the random class is drawn among output 1's, and both maps are
+    # output 1's input gradients, known by hand (conftest.two_heads), not output 0's.
+    from test_attribution import head1_oracle, tiny_input
+
+    x = np.concatenate([tiny_input(), -tiny_input(), tiny_input()])
+    logits, grads = head1_oracle(x)
+    with pytest.raises(ValueError, match=r"2 outputs.*output="):
+        faithfulness.random_logit(two_heads, x, attribution.saliency)
+    r = faithfulness.random_logit(two_heads, x, attribution.saliency, output="head1", seed=3)
+    explained = logits.argmax(1)  # [1, 0, 1]
+    draw = np.random.default_rng(3).integers(1, 3, size=3)
+    assert r.classes.tolist() == ((explained + draw) % 3).tolist()
+    assert (r.classes != explained).all() and 2 in r.classes.tolist()  # class 2 exists only in output 1
+
+    def saliency_oracle(classes):
+        g = np.abs(np.stack([grads[c, i] for i, c in enumerate(classes)]))
+        return g / g.max(axis=(1, 2), keepdims=True)
+
+    np.testing.assert_allclose(r.original, saliency_oracle(explained), atol=1e-5)
+    np.testing.assert_allclose(r.maps[0], saliency_oracle(r.classes), atol=1e-5)
+    np.testing.assert_allclose(r.spearman[0], faithfulness.spearman(r.original, r.maps[0], constant="nan"))
+    out0 = faithfulness.random_logit(two_heads, x, attribution.saliency, output=0, seed=3)
+    assert set(out0.classes.tolist()) <= {0, 1} and not np.allclose(out0.original, r.original)

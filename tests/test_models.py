@@ -83,10 +83,10 @@ def test_a_name_of_two_classes_lists_both_and_asks_for_the_index(name, indices):
     assert [models.class_index(str(i)) for i in indices] == list(indices)
 
 
-def test_normalize_is_the_models_own_and_does_not_resize():
+def test_normalize_input_is_the_models_own_and_does_not_resize():
     x = np.array([[[[0.0, 127.0, 255.0]]]], np.float32)
-    np.testing.assert_allclose(models.normalize(NAME, x), [[[[-127 / 128, 0.0, 1.0]]]])
-    caffe = models.normalize("resnet50", np.zeros((1, 5, 7, 3), np.float32))  # BGR minus the ImageNet means
+    np.testing.assert_allclose(models.normalize_input(NAME, x), [[[[-127 / 128, 0.0, 1.0]]]])
+    caffe = models.normalize_input("resnet50", np.zeros((1, 5, 7, 3), np.float32))  # BGR minus the ImageNet means
     assert caffe.shape == (1, 5, 7, 3)
     np.testing.assert_allclose(np.asarray(caffe)[0, 0, 0], [-103.939, -116.779, -123.68], atol=1e-3)
 
@@ -131,12 +131,12 @@ def test_a_cache_sidecar_that_is_not_an_object_is_rebuilt(tmp_path, monkeypatch)
     monkeypatch.setattr(models, "_read_verified", lambda *a: calls.append(1) or {})
     monkeypatch.setattr(models, "convert_lite0", lambda state: {"layer": [np.arange(3.0)]})
     monkeypatch.setattr(models, "weights_file", lambda: tmp_path / "unused.pth")
-    assert models._cached_lite0_weights()["layer"][0].tolist() == [0, 1, 2]
+    assert models.cached_lite0_weights()["layer"][0].tolist() == [0, 1, 2]
     (sidecar,) = tmp_path.glob("*.json")
-    models._cached_lite0_weights()
+    models.cached_lite0_weights()
     assert calls == [1], "an intact cache is used"
     sidecar.write_text(json.dumps(["not", "an", "object"]))
-    assert models._cached_lite0_weights()["layer"][0].tolist() == [0, 1, 2]
+    assert models.cached_lite0_weights()["layer"][0].tolist() == [0, 1, 2]
     assert calls == [1, 1], "the cache was rebuilt"
     assert isinstance(json.loads(sidecar.read_text()), dict)
 
@@ -185,7 +185,7 @@ def test_a_cache_write_that_fails_leaves_no_temporary_file(tmp_path, monkeypatch
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(np, "savez", full_disk)
-    assert models._cached_lite0_weights()["layer"][0].tolist() == [0, 1, 2]  # still a working model
+    assert models.cached_lite0_weights()["layer"][0].tolist() == [0, 1, 2]  # still a working model
     assert list(tmp_path.iterdir()) == []
 
 

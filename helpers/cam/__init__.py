@@ -1,4 +1,7 @@
-"""The CAM family: one small module per method over a shared base (``_base``).
+"""The CAM family: one small private module per method over a shared base (``_base``).
+
+The modules are private (``_grad_cam.py`` ...), so ``cam.grad_cam`` is always
+the function, never a module it hides.
 
 Common contract: ``method(model, images, class_index=None, layer=None,
 return_class=False, *, output=None)`` takes a preprocessed batch ``(B, H, W, 3)``
@@ -12,12 +15,12 @@ model with several outputs. NaN/inf or empty batches are errors; a batch that
 looks like raw 0..255 pixels gives a warning.
 """
 
-from ._base import normalize, upsample
-from .cam import cam
-from .grad_cam import grad_cam
-from .grad_cam_plus_plus import grad_cam_plus_plus
-from .layer_cam import layer_cam
-from .score_cam import score_cam
+from ._base import relu_max_scale, upsample
+from ._cam import cam
+from ._grad_cam import grad_cam
+from ._grad_cam_plus_plus import grad_cam_plus_plus
+from ._layer_cam import layer_cam
+from ._score_cam import score_cam
 
 METHODS = {
     "cam": cam,
@@ -33,7 +36,7 @@ __all__ = [
     "grad_cam",
     "grad_cam_plus_plus",
     "layer_cam",
-    "normalize",
+    "relu_max_scale",
     "score_cam",
     "upsample",
 ]

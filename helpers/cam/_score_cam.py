@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _core
 from . import _base
 from ._base import tf
 
@@ -99,13 +100,13 @@ def score_cam(
 
         def fn(images, class_index):
             feats, logits = taps(images, training=False)
-            _, idx = _base.pick_scores(logits, class_index)
+            _, idx = _core.pick_scores(logits, class_index)
             maps = tf.map_fn(
                 one_image,
                 (images, tf.cast(feats, tf.float32), idx),
                 fn_output_signature=tf.TensorSpec([None, None], tf.float32),
             )
-            return _base.normalize(maps), idx
+            return _base.relu_max_scale(maps), idx
 
         return fn
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import warnings
 
+from .. import _core
 from . import _base
 from ._base import tf
 
@@ -47,8 +48,8 @@ def grad_cam_plus_plus(model, images, class_index=None, layer=None, return_class
 
     def build(taps, _layer):
         def fn(images, class_index):
-            feats, grads, idx = _base.gradients(taps, images, class_index)
-            return _base.normalize(_base.weighted_sum(feats, weights(feats, grads))), idx, tf.reduce_min(feats)
+            feats, grads, idx = _base.feature_gradients(taps, images, class_index)
+            return _base.relu_max_scale(_base.weighted_sum(feats, weights(feats, grads))), idx, tf.reduce_min(feats)
 
         return fn
 
@@ -82,5 +83,5 @@ def _warn_if_signed(layer, lowest) -> None:
             "their denominator 2 + sum(A) * dy/dA can cross zero here and give huge or sign-flipped weights. "
             "Pick a layer after a ReLU, or use grad_cam / layer_cam.",
             UserWarning,
-            stacklevel=_base._user_stacklevel(),
+            stacklevel=_core.user_stacklevel(),
         )

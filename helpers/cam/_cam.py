@@ -6,6 +6,7 @@ Discriminative Localization." CVPR 2016.
 
 from __future__ import annotations
 
+from .. import _core
 from ..graph import class_head, find_layer
 from . import _base
 from ._base import tf
@@ -54,9 +55,9 @@ def cam(model, images, class_index=None, layer=None, return_class=False, *, outp
     def build(taps, _layer):
         def fn(images, class_index):
             feats, logits = taps(images, training=False)
-            _, idx = _base.pick_scores(logits, class_index)
+            _, idx = _core.pick_scores(logits, class_index)
             w = tf.transpose(tf.gather(tf.cast(kernel, tf.float32), idx, axis=1))  # (B, C)
-            return _base.normalize(_base.weighted_sum(tf.cast(feats, tf.float32), w)), idx
+            return _base.relu_max_scale(_base.weighted_sum(tf.cast(feats, tf.float32), w)), idx
 
         return fn
 
