@@ -14,7 +14,8 @@
 
 Saliency maps are any ``(B, h, w)`` arrays (from :mod:`helpers.cam` or
 :mod:`helpers.attribution`); they are resized bilinearly to the input size
-where a pixel order is needed. Probabilities are the softmax of the
+where a pixel order is needed, pixels of equal saliency in a seeded random
+order (``seed``). Probabilities are the softmax of the
 pre-softmax scores (:func:`helpers.attribution.logits_model`), which equals the
 output of a model that ends in a softmax. Every perturbed copy of a batch goes
 through the model in chunks of ``batch_size``, in one compiled function per model.
@@ -37,8 +38,14 @@ tf = import_tensorflow()
 
 
 # --------------------------------------------------------------------------- shared pieces
-def _saliency_order(saliency, size) -> np.ndarray:
-    """Rank of every pixel, 0 = most salient: int32 ``(B, H, W)``; ties broken by raster order."""
+def _saliency_order(saliency, size, seed: int = 0) -> np.ndarray:
+    """Rank of every pixel, 0 = most salient: int32 ``(B, H, W)``; ties broken at random (seeded).
+
+    Pixels of equal saliency (the plateaus of a post-ReLU map, a constant map)
+    are ordered by a random permutation of the pixels drawn per image from
+    ``numpy.random.default_rng(seed)``, not in raster order, which would remove
+    a plateau's top rows first (a spatial bias). Same seed, same order.
+    """
     s = np.asarray(saliency, np.float32)
     if s.ndim == 2:
         s = s[None]
@@ -49,9 +56,11 @@ def _saliency_order(saliency, size) -> np.ndarray:
     if s.shape[1:] != tuple(size):
         s = tf.image.resize(s[..., None], size, method="bilinear")[..., 0].numpy()
     flat = s.reshape(len(s), -1)
-    order = np.argsort(-flat, axis=1, kind="stable")
+    n = flat.shape[1]
+    tiebreak = np.random.default_rng(seed).permuted(np.broadcast_to(np.arange(n), flat.shape), axis=1)
+    order = np.lexsort((tiebreak, -flat), axis=1)  # by saliency, descending; ties by the random key
     rank = np.empty_like(order)
-    np.put_along_axis(rank, order, np.arange(flat.shape[1])[None].repeat(len(s), 0), axis=1)
+    np.put_along_axis(rank, order, np.broadcast_to(np.arange(n), flat.shape), axis=1)
     return rank.reshape(s.shape).astype(np.int32)
 
 
@@ -171,15 +180,19 @@ def causal_curves(
     deletion_substrate="zeros",
     insertion_substrate="blur",
     batch_size: int = 64,
+    seed: int = 0,
 ) -> dict[str, Curve]:
-    """Deletion and/or insertion curves, all perturbed copies in shared batches (see :func:`deletion`)."""
+    """Deletion and/or insertion curves, all perturbed copies in shared batches (see :func:`deletion`).
+
+    ``seed`` orders pixels of equal saliency (a random permutation per image, as in :func:`deletion`).
+    """
     x, idx = _prepare(model, images, class_index)
     b, h, w = (int(d) for d in x.shape[:3])
     _check_saliency_batch(saliency, b)
     steps = _check_steps(steps)
     bs = _check_batch_size(batch_size)
     classes = _resolve(model, x, idx, bs)
-    rank = tf.constant(_saliency_order(saliency, (h, w)))
+    rank = tf.constant(_saliency_order(saliency, (h, w), seed))
     counts = (np.arange(steps + 1) * (h * w)) // steps
     fn = _mix_fn(model)
     out = {}
@@ -205,7 +218,15 @@ def causal_curves(
 
 
 def deletion(
-    model, images, saliency, class_index=None, *, steps: int = 224, substrate="zeros", batch_size: int = 64
+    model,
+    images,
+    saliency,
+    class_index=None,
+    *,
+    steps: int = 224,
+    substrate="zeros",
+    batch_size: int = 64,
+    seed: int = 0,
 ) -> Curve:
     """Deletion curve and AUC (Petsiuk, Das, Saenko, "RISE", BMVC 2018, Sec. 4.1; lower is better).
 
@@ -218,14 +239,16 @@ def deletion(
     Args:
         model: a Keras classifier.
         images: preprocessed batch ``(B, H, W, 3)``.
-        saliency: ``(B, h, w)`` maps, resized bilinearly to ``(H, W)``; ties are
-            removed in raster order.
+        saliency: ``(B, h, w)`` maps, resized bilinearly to ``(H, W)``; pixels of
+            equal saliency are removed in a random order (seeded by ``seed``), not
+            in raster order, which would remove a plateau's top rows first.
         class_index: None (top-1 per image), an int or one per image.
         steps: number of removal steps S.
         substrate: ``"zeros"`` (RISE: ``torch.zeros_like`` of the *preprocessed*
             image; for EfficientNet-Lite0 a mid-grey), ``"blur"``, or an array
             broadcastable to the images.
         batch_size: perturbed images per model call.
+        seed: seeds the order of pixels of equal saliency (a random permutation per image).
     """
     return causal_curves(
         model,
@@ -236,16 +259,26 @@ def deletion(
         steps=steps,
         deletion_substrate=substrate,
         batch_size=batch_size,
+        seed=seed,
     )["deletion"]
 
 
 def insertion(
-    model, images, saliency, class_index=None, *, steps: int = 224, substrate="blur", batch_size: int = 64
+    model,
+    images,
+    saliency,
+    class_index=None,
+    *,
+    steps: int = 224,
+    substrate="blur",
+    batch_size: int = 64,
+    seed: int = 0,
 ) -> Curve:
     """Insertion curve and AUC (Petsiuk et al., RISE, BMVC 2018, Sec. 4.1; higher is better).
 
     Starts from :func:`blur` of the image (RISE: 11 × 11 Gaussian, σ = 5) and
-    puts the image's pixels back most-salient first; otherwise as :func:`deletion`.
+    puts the image's pixels back most-salient first; otherwise as :func:`deletion`
+    (``seed`` orders pixels of equal saliency).
     """
     return causal_curves(
         model,
@@ -256,6 +289,7 @@ def insertion(
         steps=steps,
         insertion_substrate=substrate,
         batch_size=batch_size,
+        seed=seed,
     )["insertion"]
 
 
@@ -434,7 +468,8 @@ def road(
         class_index: None (top-1 per image), an int or one per image.
         fractions: shares of pixels removed, each in (0, 1).
         noise: imputation noise std (their default 0.01).
-        seed: seeds the imputation noise.
+        seed: seeds the imputation noise and the order of pixels of equal
+            saliency (a random permutation per image, see :func:`deletion`).
         batch_size: imputed images per model call.
     """
     x, idx = _prepare(model, images, class_index)
@@ -445,7 +480,7 @@ def road(
         raise ValueError(f"fractions must be a non-empty list of values in (0, 1), got {fractions}")
     bs = _check_batch_size(batch_size)
     classes = _resolve(model, x, idx, bs)
-    rank = _saliency_order(saliency, (h, w))
+    rank = _saliency_order(saliency, (h, w), seed)
     rng = np.random.default_rng(seed)
     xs = x.numpy()
     copies = []
