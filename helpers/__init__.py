@@ -19,7 +19,9 @@ __version__ = "0.1.0"
 
 #: Modules that import neither TensorFlow nor Keras when they are imported
 #: (they may later, quietly): no need to load TensorFlow first.
-_WITHOUT_TENSORFLOW = frozenset({"boxes", "claims", "images", "localization_metrics", "models", "torchfile", "viz"})
+_WITHOUT_TENSORFLOW = frozenset(
+    {"boxes", "claims", "images", "localization_metrics", "models", "stats", "torchfile", "viz"}
+)
 
 
 def _module_names() -> list[str]:

@@ -14,7 +14,8 @@
 
 Saliency maps are any ``(B, h, w)`` arrays (from :mod:`helpers.cam` or
 :mod:`helpers.attribution`); they are resized bilinearly to the input size
-where a pixel order is needed. Probabilities are the softmax of the
+where a pixel order is needed, pixels of equal saliency in a seeded random
+order (``seed``). Probabilities are the softmax of the
 pre-softmax scores (:func:`helpers._core.logits_model`), which equals the
 output of a model that ends in a softmax. Every perturbed copy of a batch goes
 through the model in chunks of ``batch_size``, in one compiled function per model
@@ -47,8 +48,14 @@ from .graph import iter_layers, output_index
 
 
 # --------------------------------------------------------------------------- shared pieces
-def _saliency_order(saliency, size) -> np.ndarray:
-    """Rank of every pixel, 0 = most salient: int32 ``(B, H, W)``; ties broken by raster order."""
+def _saliency_order(saliency, size, seed: int = 0) -> np.ndarray:
+    """Rank of every pixel, 0 = most salient: int32 ``(B, H, W)``; ties broken at random (seeded).
+
+    Pixels of equal saliency (the plateaus of a post-ReLU map, a constant map)
+    are ordered by a random permutation of the pixels drawn per image from
+    ``numpy.random.default_rng(seed)``, not in raster order, which would remove
+    a plateau's top rows first (a spatial bias). Same seed, same order.
+    """
     s = np.asarray(saliency, np.float32)
     if s.ndim == 2:
         s = s[None]
@@ -59,9 +66,11 @@ def _saliency_order(saliency, size) -> np.ndarray:
     if s.shape[1:] != tuple(size):
         s = tf.image.resize(s[..., None], size, method="bilinear")[..., 0].numpy()
     flat = s.reshape(len(s), -1)
-    order = np.argsort(-flat, axis=1, kind="stable")
+    n = flat.shape[1]
+    tiebreak = np.random.default_rng(seed).permuted(np.broadcast_to(np.arange(n), flat.shape), axis=1)
+    order = np.lexsort((tiebreak, -flat), axis=1)  # by saliency, descending; ties by the random key
     rank = np.empty_like(order)
-    np.put_along_axis(rank, order, np.arange(flat.shape[1])[None].repeat(len(s), 0), axis=1)
+    np.put_along_axis(rank, order, np.broadcast_to(np.arange(n), flat.shape), axis=1)
     return rank.reshape(s.shape).astype(np.int32)
 
 
@@ -177,15 +186,19 @@ def causal_curves(
     insertion_substrate="blur",
     batch_size: int = 64,
     output=None,
+    seed: int = 0,
 ) -> dict[str, Curve]:
-    """Deletion and/or insertion curves, all perturbed copies in shared batches (see :func:`deletion`)."""
+    """Deletion and/or insertion curves, all perturbed copies in shared batches (see :func:`deletion`).
+
+    ``seed`` orders pixels of equal saliency (a random permutation per image, as in :func:`deletion`).
+    """
     x, idx = _core.prepare(model, images, class_index, output)
     b, h, w = (int(d) for d in x.shape[:3])
     _check_saliency_batch(saliency, b)
     steps = _check_steps(steps)
     bs = check_batch_size(batch_size)
     classes = resolve_classes(model, x, idx, bs, output)
-    rank = tf.constant(_saliency_order(saliency, (h, w)))
+    rank = tf.constant(_saliency_order(saliency, (h, w), seed))
     counts = (np.arange(steps + 1) * (h * w)) // steps
     fn = _mix_fn(model, output)
     out = {}
@@ -220,6 +233,7 @@ def deletion(
     substrate="zeros",
     batch_size: int = 64,
     output=None,
+    seed: int = 0,
 ) -> Curve:
     """Deletion curve and AUC (Petsiuk, Das, Saenko, "RISE", BMVC 2018, Sec. 4.1; lower is better).
 
@@ -232,8 +246,9 @@ def deletion(
     Args:
         model: a Keras classifier.
         images: preprocessed batch ``(B, H, W, 3)``.
-        saliency: ``(B, h, w)`` maps, resized bilinearly to ``(H, W)``; ties are
-            removed in raster order.
+        saliency: ``(B, h, w)`` maps, resized bilinearly to ``(H, W)``; pixels of
+            equal saliency are removed in a random order (seeded by ``seed``), not
+            in raster order, which would remove a plateau's top rows first.
         class_index: None (top-1 per image), an int or one per image.
         steps: number of removal steps S.
         substrate: ``"zeros"`` (RISE: ``torch.zeros_like`` of the *preprocessed*
@@ -242,6 +257,7 @@ def deletion(
         batch_size: perturbed images per model call.
         output: the output holding the class scores (name or index); required
             for models with several outputs.
+        seed: seeds the order of pixels of equal saliency (a random permutation per image).
     """
     return causal_curves(
         model,
@@ -253,6 +269,7 @@ def deletion(
         deletion_substrate=substrate,
         batch_size=batch_size,
         output=output,
+        seed=seed,
     )["deletion"]
 
 
@@ -266,11 +283,13 @@ def insertion(
     substrate="blur",
     batch_size: int = 64,
     output=None,
+    seed: int = 0,
 ) -> Curve:
     """Insertion curve and AUC (Petsiuk et al., RISE, BMVC 2018, Sec. 4.1; higher is better).
 
     Starts from :func:`blur` of the image (RISE: 11 × 11 Gaussian, σ = 5) and
-    puts the image's pixels back most-salient first; otherwise as :func:`deletion`.
+    puts the image's pixels back most-salient first; otherwise as :func:`deletion`
+    (``seed`` orders pixels of equal saliency).
     """
     return causal_curves(
         model,
@@ -282,6 +301,7 @@ def insertion(
         insertion_substrate=substrate,
         batch_size=batch_size,
         output=output,
+        seed=seed,
     )["insertion"]
 
 
@@ -463,7 +483,8 @@ def road(
         class_index: None (top-1 per image), an int or one per image.
         fractions: shares of pixels removed, each in (0, 1).
         noise: imputation noise std (their default 0.01).
-        seed: seeds the imputation noise.
+        seed: seeds the imputation noise and the order of pixels of equal
+            saliency (a random permutation per image, see :func:`deletion`).
         batch_size: imputed images per model call.
         output: the output holding the class scores (name or index); required
             for models with several outputs.
@@ -476,7 +497,7 @@ def road(
         raise ValueError(f"fractions must be a non-empty list of values in (0, 1), got {fractions}")
     bs = check_batch_size(batch_size)
     classes = resolve_classes(model, x, idx, bs, output)
-    rank = _saliency_order(saliency, (h, w))
+    rank = _saliency_order(saliency, (h, w), seed)
     rng = np.random.default_rng(seed)
     xs = x.numpy()
     copies = []

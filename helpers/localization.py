@@ -36,6 +36,7 @@ from .localization_metrics import (  # noqa: F401  (re-exported: notebooks read 
     centre_baseline,
     centre_boxes,
     centre_maps,
+    check_thresholds,
     choose_taus,
     deployable_thresholds,
     evaluated_box,
@@ -316,6 +317,7 @@ def trust_scores(
     size: int = 224,
     thresholds=THRESHOLDS,
     target: str = "label",
+    per_image: bool = False,
 ) -> dict:
     """Every method on every metric: MaxBoxAcc, PxAP, pointing game, deletion and insertion AUC.
 
@@ -329,9 +331,16 @@ def trust_scores(
     contours are found at every tau). PxAP always uses the 0.001 grid.
     ``target``: each map explains the ground-truth class (``"label"``, as the
     box, mask and pointing-game protocols do) or the top-1 class (``"predicted"``).
+    ``per_image``: also return each image's score, for intervals over images
+    (:mod:`helpers.stats`); PxAP pools the pixels of all images, so it has none.
 
     Returns:
-        ``{name: {"max_box_acc", "pxap", "pointing_game", "deletion_auc", "insertion_auc"}}``.
+        ``{name: {"max_box_acc", "pxap", "pointing_game", "deletion_auc", "insertion_auc"}}``;
+        with ``per_image``, each row also holds ``"per_image"``: ``{"box_hit"``
+        ``(N,)`` bool, IoU >= 0.5 at the tau that gives MaxBoxAcc (so its mean is
+        MaxBoxAcc; tau is chosen on these images), ``"tau"`` that tau,
+        ``"pointing"`` ``(N,)`` bool hits, ``"deletion_auc"``, ``"insertion_auc"``
+        ``(faithfulness_subset,)``}.
     """
     from . import faithfulness
 
@@ -344,11 +353,17 @@ def trust_scores(
         s = normalize_scoremaps(maps, size)
         largest, _ = box_ious(s, subset["boxes"], thresholds)
         m = resize_masks(subset["masks"], size)
-        row = {"max_box_acc": max_box_acc(largest), "pxap": pxap(s, m), "pointing_game": pointing_game(s, m)}
+        hits = pointing_hits(s, m)
+        row = {"max_box_acc": max_box_acc(largest), "pxap": pxap(s, m), "pointing_game": float(hits.mean())}
+        best = int(np.argmax(box_acc(largest, 0.5)))  # the first tau of the highest BoxAcc: MaxBoxAcc's
+        each = {"box_hit": largest[:, best] >= 0.5, "tau": float(check_thresholds(thresholds)[best]), "pointing": hits}
         if k:
             cls = None if classes is None else classes[:k]
             curves = faithfulness.causal_curves(model, x[:k], maps[:k], cls, steps=steps)
             row["deletion_auc"] = float(curves["deletion"].auc.mean())
             row["insertion_auc"] = float(curves["insertion"].auc.mean())
+            each["deletion_auc"], each["insertion_auc"] = curves["deletion"].auc, curves["insertion"].auc
+        if per_image:
+            row["per_image"] = each
         out[name] = row
     return out

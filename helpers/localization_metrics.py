@@ -109,7 +109,7 @@ def _check_scoremaps(maps) -> np.ndarray:
     return maps
 
 
-def _check_thresholds(thresholds) -> np.ndarray:
+def check_thresholds(thresholds) -> np.ndarray:
     """Relative thresholds as a non-empty float64 vector in [0, 1]; anything else is a ValueError."""
     t = np.asarray(thresholds, np.float64)
     if t.ndim != 1 or t.size == 0:
@@ -351,7 +351,7 @@ def box_ious(scoremaps, gt_boxes, thresholds=THRESHOLDS) -> tuple[np.ndarray, np
     if n == 0:
         raise ValueError("box_ious got an empty batch (0 maps); pass at least one map and its box")
     gt_px = gt_pixel_boxes(gt, (h, w))
-    thresholds = _check_thresholds(thresholds)
+    thresholds = check_thresholds(thresholds)
     workers = max(1, min(os.cpu_count() or 1, n))
     if workers == 1:
         rows = [_image_ious(maps[i], gt_px[i], thresholds) for i in range(n)]

@@ -72,10 +72,44 @@ def test_insertion_curve_by_hand_and_with_the_blurred_start(toy):
 def test_deletion_and_insertion_share_one_pass_and_low_resolution_maps_are_upsampled(toy):
     both = faithfulness.causal_curves(toy, X_TOY, SAL, 0, steps=4, insertion_substrate="zeros")
     np.testing.assert_allclose(both["deletion"].scores, faithfulness.deletion(toy, X_TOY, SAL, 0, steps=4).scores)
-    one = faithfulness.deletion(toy, X_TOY, np.array([[[0.0]]]) + SAL[:, :1, :1], 0, steps=4)  # 1x1 map: all ties
-    kept = np.ones(4, bool)
-    kept[0] = False  # ties go in raster order: pixel 0 first
-    np.testing.assert_allclose(one.scores[0, 1], p0(X_TOY.ravel() * kept), atol=1e-6)
+    flat = np.array([[[0.0]]]) + SAL[:, :1, :1]  # a 1x1 map, upsampled: all four pixels tie
+    first = set()
+    for seed in range(8):
+        one = faithfulness.deletion(toy, X_TOY, flat, 0, steps=4, seed=seed)
+        removed = int(np.argmin(faithfulness._saliency_order(flat, (2, 2), seed)))  # the seed's first pixel
+        kept = np.ones(4, bool)
+        kept[removed] = False
+        np.testing.assert_allclose(one.scores[0, 1], p0(X_TOY.ravel() * kept), atol=1e-6)
+        first.add(removed)
+    assert len(first) > 1  # ties are not removed in raster order (always pixel 0 first)
+
+
+def test_a_plateau_is_removed_in_an_order_uncorrelated_with_rows_and_columns():
+    """A post-ReLU plateau (here a flat square beside a peak) must not lose its top rows first."""
+    sal = np.zeros((3, 40, 40), np.float32)  # three maps: a peak, then a plateau of zeros
+    sal[:, 5, 7] = 1.0
+    rank = faithfulness._saliency_order(sal, (40, 40), seed=0)
+    assert (rank[:, 5, 7] == 0).all()  # the salient pixel still goes first
+    rows, cols = np.indices((40, 40))
+    plateau = np.ones((40, 40), bool)
+    plateau[5, 7] = False
+    for r in rank:
+        for coord in (rows, cols):  # raster order would give a rank correlation of ~1 with the row
+            assert abs(np.corrcoef(r[plateau], coord[plateau])[0, 1]) < 0.1
+        half = r[plateau] < plateau.sum() // 2  # the first half of the plateau spans the whole image
+        assert abs(rows[plateau][half].mean() - 19.5) < 2
+    assert not (rank[0] == rank[1]).all()  # a fresh permutation per image
+    np.testing.assert_array_equal(rank, faithfulness._saliency_order(sal, (40, 40), seed=0))  # seeded
+    assert not (rank == faithfulness._saliency_order(sal, (40, 40), seed=1)).all()
+
+
+def test_road_breaks_ties_with_its_seed(toy):
+    flat = np.ones((1, 2, 2), np.float32)  # every pixel ties: MoRF at 25% removes the seed's first pixel
+    for seed in (0, 1, 2):
+        r = faithfulness.road(toy, X_TOY, flat, 0, fractions=(0.25,), noise=0.0, seed=seed)
+        removed = faithfulness._saliency_order(flat, (2, 2), seed)[0] < 1
+        filled = faithfulness.noisy_linear_impute(X_TOY[0], removed, noise=0.0)
+        np.testing.assert_allclose(r.morf[0, 0], p0(filled), atol=1e-5)
 
 
 def test_blur_is_rise_gaussian_with_zero_padding():

@@ -60,6 +60,8 @@ def test_deletion_follows_the_probability_of_the_class_the_map_explains():
     }
     # deleting the right half removes class 1's evidence: its probability falls, class 0's rises
     assert row["label"]["deletion_auc"] < row["predicted"]["deletion_auc"]
+    each = L.trust_scores(model, subset, same_map, faithfulness_subset=1, steps=4, size=8, per_image=True)
+    assert each["right half"]["per_image"]["deletion_auc"].tolist() == [row["label"]["deletion_auc"]]
 
 
 def test_default_methods_on_a_nested_backbone_have_unique_descriptive_names():

@@ -165,3 +165,28 @@ def test_masked_subset_and_trust_scores_on_toy_cars(tmp_path):
     assert table["random"]["pxap"] < 0.6 and "deletion_auc" not in table["random"]
     with pytest.raises(ValueError, match="no 'mask' feature"):
         loc.masked_subset(test.map(lambda e: {k: v for k, v in e.items() if k != "mask"}), "efficientnet_lite0", 64, 2)
+
+
+def test_trust_scores_per_image_hits_by_hand():
+    """Two images, object in the right half; per-image box hits and pointing hits are known, and average to the row."""
+    masks = np.zeros((3, 64, 64), np.uint8)
+    masks[:, :, 32:] = 1
+    boxes = np.array([[0.0, 0.5, 1.0, 1.0]] * 3)
+    maps = np.zeros((3, 64, 64), np.float32)
+    maps[0, :, 32:] = 1  # the object exactly: box IoU 1, maximum on the object
+    maps[1, :, :16] = 1  # the left quarter: box IoU 0, maximum 32 pixels from the object (> 15)
+    maps[2, 8:56, 28:60] = np.linspace(0.2, 1, 32)  # inside the object, brightest at its right: a hit both ways
+    subset = {
+        "images": np.zeros((3, 64, 64, 3), np.float32),
+        "boxes": boxes,
+        "labels": np.zeros(3, int),
+        "masks": masks,
+    }
+    fixed = {"maps": lambda m, x, c: maps}
+    row = loc.trust_scores(None, subset, fixed, faithfulness_subset=0, size=64, per_image=True)["maps"]
+    each = row["per_image"]
+    assert each["box_hit"].tolist() == [True, False, True] and each["pointing"].tolist() == [True, False, True]
+    assert each["box_hit"].mean() == row["max_box_acc"] and each["pointing"].mean() == row["pointing_game"]
+    largest, _ = loc.box_ious(loc.normalize_scoremaps(maps, 64), boxes)
+    assert (largest[:, loc.THRESHOLDS.tolist().index(each["tau"])] >= 0.5).mean() == row["max_box_acc"]
+    assert "per_image" not in loc.trust_scores(None, subset, fixed, faithfulness_subset=0, size=64)["maps"]
