@@ -327,18 +327,18 @@ def train_cam_model(
     cut = split_at(model, fine_tune_from) if two_stage else None
     pooled_from = model.get_layer(fine_tune_from).input if cut is not None else model.input
     lower, pooled = (cut[0] if cut else None), keras.Model(pooled_from, model.get_layer("gap").output)
-    started = time.perf_counter()
     caches = {}
     for name, split in (("train", train), ("validation", val)):
+        started = time.perf_counter()
         pipe = make_pipeline(split, backbone, input_size, batch_size)
         caches[name] = cache_activations(lower, pooled, pipe, flips=name == "train")
-    size = sum(c[0].nbytes for c in caches.values() if c[0] is not None) / 2**20
-    print(
-        f"[cache] frozen part run once over {len(caches['train'][2])} training images and their mirrors and "
-        f"{len(caches['validation'][2])} validation images in {time.perf_counter() - started:.0f} s"
-        + (f" ({size:.0f} MiB of {fine_tune_from} inputs kept for fine-tuning)" if cut is not None else ""),
-        flush=True,
-    )
+        kept = "" if cut is None else f", {caches[name][0].nbytes / 2**20:.0f} MiB of {fine_tune_from} inputs kept"
+        print(
+            f"[frozen part, once] {len(caches[name][2])} {name} images"
+            + (" and their mirror images" if name == "train" else "")
+            + f" in {time.perf_counter() - started:.0f} s{kept}",
+            flush=True,
+        )
 
     def fit(stage, stage_id, epochs, lr, from_layer, net, x_train, x_val):
         _set_trainable(model, from_layer)
