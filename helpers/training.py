@@ -9,6 +9,7 @@ applied to the unpooled maps give the class activation map.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -146,6 +147,95 @@ class _EpochLine(keras.callbacks.Callback):
         )
 
 
+def split_at(model, first_layer: str):
+    """``(lower, upper)``: ``model`` cut just before ``first_layer``, or None where the cut is not clean.
+
+    ``lower`` maps the image to the input of ``first_layer``; ``upper`` maps that tensor to the model's
+    output, sharing the model's layers (training ``upper`` trains ``model``). The cut is clean when that
+    one tensor is all the layers from ``first_layer`` on need (no skip connection crosses it), as at
+    EfficientNet's ``block4a_expand_conv`` (fed by ``block3b_add`` only) and at ``gap``.
+    """
+    inputs = model.get_layer(first_layer).input
+    if isinstance(inputs, (list, tuple)):  # an Add or Concatenate: more than one tensor crosses
+        return None
+    try:
+        upper = keras.Model(inputs, model.output, name=f"{model.name}_from_{first_layer}")
+    except ValueError:  # Keras: "Output ... is not connected to inputs": a skip connection crosses the cut
+        return None
+    return keras.Model(model.input, inputs, name=f"{model.name}_to_{first_layer}"), upper
+
+
+class _Cached(keras.utils.PyDataset):
+    """Batches of cached tensors: ``x[flip, i]`` (flip 0: the image, 1: its mirror) as float32, with ``y[i]``."""
+
+    def __init__(self, x, y, order, flip, batch_size: int):
+        super().__init__()
+        self.x, self.y, self.order, self.flip, self.batch_size = x, y, order, flip, batch_size
+
+    def __len__(self):
+        return -(-len(self.order) // self.batch_size)
+
+    def __getitem__(self, i):
+        sl = slice(i * self.batch_size, (i + 1) * self.batch_size)
+        idx = self.order[sl]
+        return self.x[self.flip[sl], idx].astype(np.float32), self.y[idx]
+
+
+def epoch_plan(n: int, seed: int, stage: int, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(order, flip)`` of one epoch over ``n`` cached images: a permutation, a 0/1 mirror flag per position.
+
+    Seeded by ``(seed, stage, epoch)``: a rerun draws the same epochs, each epoch its own.
+    """
+    rng = np.random.default_rng([seed, stage, epoch])
+    return rng.permutation(n), rng.integers(0, 2, n)
+
+
+def cache_activations(lower, pooled, pipe, flips: bool, store: bool = True, store_dtype=np.float16):
+    """One pass over ``pipe`` (``(image, label)`` batches, not shuffled): the lower part's outputs and pooled features.
+
+    Args:
+        lower: image -> the tensor cached for stage 2 (None: no stage-2 cache; ``pooled`` then reads images).
+        pooled: ``lower``'s output (or the image) -> the globally pooled features the head reads.
+        pipe: the batches.
+        flips: also the horizontally mirrored images (the training augmentation), as index 1 of the first axis.
+        store: keep ``lower``'s outputs (else only the pooled features).
+        store_dtype: the stored activations' dtype (float16: half the memory; the pooled features are computed
+            from the float32 activations before rounding, so stage 1 does not depend on it).
+
+    Returns:
+        ``(activations or None, pooled features, labels)``; the first two have a leading axis of 2 with
+        ``flips`` (image, mirror), else of 1.
+    """
+    acts, feats, labels = [], [], []
+    for x, y in pipe:
+        views = [x, tf.reverse(x, axis=[2])] if flips else [x]  # reverse along width: the left-right mirror
+        batch = tf.concat(views, axis=0)
+        a = lower(batch, training=False) if lower is not None else batch
+        f = pooled(a, training=False)
+        k = len(views)
+        feats.append(np.stack(np.split(np.asarray(f), k)))
+        if lower is not None and store:
+            acts.append(np.stack(np.split(np.asarray(a).astype(store_dtype), k)))
+        labels.append(np.asarray(y))
+    acts_out = np.concatenate(acts, axis=1) if acts else None
+    return acts_out, np.concatenate(feats, axis=1), np.concatenate(labels)
+
+
+def _dataset_version(dataset: str) -> str:
+    """The TFDS builder's version of ``dataset`` (its class attribute: no data read)."""
+    import tensorflow_datasets as tfds
+
+    from . import datasets  # noqa: F401 - registers the course's builders
+
+    return str(tfds.builder_cls(dataset.split("/")[0]).VERSION)
+
+
+# Bump when a change to the training code changes the weights it produces: a checkpoint whose settings
+# carry another version is retrained, never reused. 2: stages trained on cached activations (shuffled
+# permutations, seeded per epoch) instead of full passes through a shuffle buffer.
+TRAINING_CODE_VERSION = 2
+
+
 def train_cam_model(
     dataset: str = "toy_cars",
     backbone: str = "efficientnet_lite0",
@@ -166,9 +256,17 @@ def train_cam_model(
 
     Stage 1 trains the new dense layer on the frozen backbone; stage 2 (if
     ``fine_tune_epochs``) also trains the backbone from ``fine_tune_from`` on at a
-    10x lower learning rate. The model is built inside
-    ``tf.distribute.get_strategy()``, so a ``MirroredStrategy`` scope spreads it
-    over several GPUs unchanged.
+    10x lower learning rate. BatchNormalization layers stay frozen and the backbone
+    has no dropout, so the frozen part is a fixed function of the image: it runs
+    once. One pass over the training images and their mirror images (the
+    augmentation) and over the validation images stores the input of
+    ``fine_tune_from`` (float16) and the pooled features; stage 1 trains the head
+    on the pooled features, stage 2 the upper part of the network on the stored
+    tensors (:func:`split_at`), each epoch a seeded permutation with a mirror
+    choice per image (:func:`epoch_plan`). Where the cut is not clean (a skip
+    connection crosses it), stage 2 runs full passes over the images instead.
+    The model is built inside ``tf.distribute.get_strategy()``, so a
+    ``MirroredStrategy`` scope spreads it over several GPUs unchanged.
 
     Args:
         dataset: ``"toy_cars"`` (or ``"toy_cars/small"``) or ``"stanford_cars"``.
@@ -185,7 +283,8 @@ def train_cam_model(
             :func:`head_checkpoint` of this path, with the settings of a head-only
             training (``fine_tune_epochs=0``): a later head-only call pointed at it
             reuses it instead of training the same head again.
-        reuse: reload the checkpoint when it exists and was trained with the same settings.
+        reuse: reload the checkpoint when it exists and its settings (these arguments, the
+            data set's version and :data:`TRAINING_CODE_VERSION`) are the same; otherwise train.
         seed: seeds shuffling, augmentation and the dense layer's initialisation.
         data_dir: where TFDS data lives (see :func:`helpers.datasets.load`).
         manual_dir: the Stanford Cars files, for ``dataset="stanford_cars"``.
@@ -200,6 +299,7 @@ def train_cam_model(
         dataset=dataset, backbone=backbone, input_size=input_size, feature_layer=feature_layer,
         head_epochs=head_epochs, fine_tune_epochs=fine_tune_epochs, fine_tune_from=fine_tune_from,
         batch_size=batch_size, learning_rate=learning_rate, seed=seed,
+        dataset_version=_dataset_version(dataset), training_code_version=TRAINING_CODE_VERSION,
     )  # fmt: skip
     path = Path(checkpoint) if checkpoint else default_checkpoint(dataset, backbone)
     meta = path.with_suffix(".json")
@@ -208,40 +308,87 @@ def train_cam_model(
         if saved.get("settings") == settings:
             print(f"reusing {path.name} (trained with the same settings)")
             return keras.models.load_model(path, compile=False), saved["history"]
+        print(f"{path.name} was trained with other settings: training again")
 
     (train, val), info = datasets.load(dataset, split=("train", "validation"), data_dir=data_dir, manual_dir=manual_dir)
     num_classes = info.features["label"].num_classes
-    train_ds = make_pipeline(train, backbone, input_size, batch_size, training=True, seed=seed)
-    val_ds = make_pipeline(val, backbone, input_size, batch_size)
 
     keras.utils.set_random_seed(seed)
     with tf.distribute.get_strategy().scope():
         model = build_cam_model(backbone, num_classes, input_size, feature_layer)
     history: dict[str, list] = {}
 
-    def fit(stage, epochs, lr, from_layer):
-        if epochs <= 0:
-            return
+    # the frozen part, once: the input of fine_tune_from (stage 2) and the pooled features (stage 1)
+    two_stage = fine_tune_epochs > 0 and fine_tune_from is not None
+    cut = split_at(model, fine_tune_from) if two_stage else None
+    pooled_from = model.get_layer(fine_tune_from).input if cut is not None else model.input
+    lower, pooled = (cut[0] if cut else None), keras.Model(pooled_from, model.get_layer("gap").output)
+    caches = {}
+    for name, split in (("train", train), ("validation", val)):
+        started = time.perf_counter()
+        pipe = make_pipeline(split, backbone, input_size, batch_size)
+        caches[name] = cache_activations(lower, pooled, pipe, flips=name == "train")
+        kept = "" if cut is None else f", {caches[name][0].nbytes / 2**20:.0f} MiB of {fine_tune_from} inputs kept"
+        print(
+            f"[frozen part, once] {len(caches[name][2])} {name} images"
+            + (" and their mirror images" if name == "train" else "")
+            + f" in {time.perf_counter() - started:.0f} s{kept}",
+            flush=True,
+        )
+
+    def fit(stage, stage_id, epochs, lr, from_layer, net, x_train, x_val):
         _set_trainable(model, from_layer)
         with tf.distribute.get_strategy().scope():
-            model.compile(
+            net.compile(
                 optimizer=keras.optimizers.Adam(lr),
                 loss=keras.losses.SparseCategoricalCrossentropy(),
                 metrics=["accuracy"],
             )
         lines = _EpochLine(stage, epochs)
-        h = model.fit(train_ds, validation_data=val_ds, epochs=epochs, shuffle=False, verbose=0, callbacks=[lines])
-        for k, v in h.history.items():
-            history.setdefault(k, []).extend(float(x) for x in v)
+        y_train, y_val = caches["train"][2], caches["validation"][2]
+        val_seq = _Cached(x_val, y_val, np.arange(len(y_val)), np.zeros(len(y_val), int), batch_size)
+        for epoch in range(epochs):
+            order, flip = epoch_plan(len(y_train), seed, stage_id, epoch)
+            h = net.fit(
+                _Cached(x_train, y_train, order, flip, batch_size), validation_data=val_seq,
+                initial_epoch=epoch, epochs=epoch + 1, verbose=0, callbacks=[lines],
+            )  # fmt: skip
+            for k, v in h.history.items():
+                history.setdefault(k, []).extend(float(x) for x in v)
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    fit("head", head_epochs, learning_rate, None)
-    if head_epochs > 0 and fine_tune_epochs > 0:  # stage 1 alone is the frozen-backbone model: keep it
+    if head_epochs > 0:
+        head = split_at(model, "dropout")[1]  # pooled features -> dropout -> dense -> softmax
+        fit("head", 1, head_epochs, learning_rate, None, head, caches["train"][1], caches["validation"][1])
+    if head_epochs > 0 and two_stage:  # stage 1 alone is the frozen-backbone model: keep it
         _save(model, head_checkpoint(path), {**settings, "fine_tune_epochs": 0}, history)
-    fit("fine-tune", fine_tune_epochs, learning_rate / 10, fine_tune_from)
+    if two_stage and cut is not None:
+        fit("fine-tune", 2, fine_tune_epochs, learning_rate / 10, fine_tune_from, cut[1],
+            caches["train"][0], caches["validation"][0])  # fmt: skip
+    elif two_stage:  # no clean cut: full passes over the images
+        del caches
+        _fit_images(model, history, train, val, backbone, input_size, batch_size, seed, fine_tune_epochs,
+                    learning_rate / 10, fine_tune_from)  # fmt: skip
     _save(model, path, settings, history)
     print(f"saved {path}")
-    return model, history
+    return keras.models.load_model(path, compile=False), history
+
+
+def _fit_images(model, history, train, val, backbone, input_size, batch_size, seed, epochs, lr, from_layer):
+    """Stage 2 by full passes over the images (where :func:`split_at` finds no clean cut)."""
+    _set_trainable(model, from_layer)
+    with tf.distribute.get_strategy().scope():
+        model.compile(
+            optimizer=keras.optimizers.Adam(lr),
+            loss=keras.losses.SparseCategoricalCrossentropy(),
+            metrics=["accuracy"],
+        )
+    train_ds = make_pipeline(train, backbone, input_size, batch_size, training=True, seed=seed)
+    val_ds = make_pipeline(val, backbone, input_size, batch_size)
+    lines = _EpochLine("fine-tune", epochs)
+    h = model.fit(train_ds, validation_data=val_ds, epochs=epochs, shuffle=False, verbose=0, callbacks=[lines])
+    for k, v in h.history.items():
+        history.setdefault(k, []).extend(float(x) for x in v)
 
 
 def default_checkpoint(dataset: str, backbone: str) -> Path:

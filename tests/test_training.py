@@ -149,3 +149,104 @@ def test_an_interrupted_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch
     assert (path.read_bytes(), path.with_suffix(".json").read_text()) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cam.json", "cam.keras"]
     assert not model.layers[0].trainable  # the flags are restored even when the save fails
+
+
+@pytest.mark.parametrize("first", ["block4a_expand_conv", "dropout"])
+def test_one_step_on_the_cached_input_equals_one_step_on_the_image(first):
+    """The oracle of the cached stages: the same loss and the same updated weights as a full pass."""
+    import keras
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(6, 32, 32, 3)).astype(np.float32)
+    y = np.array([0, 1, 2, 0, 1, 2])
+    full = training.build_cam_model(num_classes=3, input_size=32, dropout=0.0)
+    cached = training.build_cam_model(num_classes=3, input_size=32, dropout=0.0)
+    cached.set_weights(full.get_weights())
+    trains = None if first == "dropout" else first  # "dropout": stage 1 (the head alone) reads the pooled features
+    lower, upper = training.split_at(cached, first)
+    for net, model in ((full, full), (upper, cached)):
+        training._set_trainable(model, trains)
+        sgd = keras.optimizers.SGD(0.1)  # a step proportional to the gradient
+        net.compile(optimizer=sgd, loss=keras.losses.SparseCategoricalCrossentropy())
+    kernels = ("stem_conv", "block3b_project_conv", "block4a_expand_conv", "logits")
+    before = {name: full.get_layer(name).get_weights()[0] for name in kernels}
+    loss_full = full.train_on_batch(x, y)
+    loss_cached = upper.train_on_batch(np.asarray(lower(x)), y)
+    np.testing.assert_allclose(loss_cached, loss_full, rtol=1e-5)
+    for after_full, after_cached in zip(full.get_weights(), cached.get_weights()):
+        np.testing.assert_allclose(after_cached, after_full, atol=1e-6)
+    moved = {name for name in kernels if not np.array_equal(full.get_layer(name).get_weights()[0], before[name])}
+    assert moved == ({"logits"} if trains is None else {"block4a_expand_conv", "logits"})  # one real step
+
+
+def test_the_upper_part_on_float16_cached_inputs_gives_the_full_models_output():
+    """Stage 2 stores block3b_add's output in float16: the probabilities differ from the model's by < 1e-3."""
+    model = training.build_cam_model(num_classes=8, input_size=64)
+    lower, upper = training.split_at(model, "block4a_expand_conv")
+    assert lower.output.shape == (None, 8, 8, 40) and upper.layers[1].name == "block4a_expand_conv"
+    x = np.random.default_rng(2).normal(size=(4, 64, 64, 3)).astype(np.float32)
+    a = np.asarray(lower(x))
+    np.testing.assert_allclose(np.asarray(upper(a)), np.asarray(model(x)), atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(upper(a.astype(np.float16).astype(np.float32))), np.asarray(model(x)), atol=1e-3
+    )
+
+
+def test_no_cut_where_a_skip_connection_crosses_it():
+    model = training.build_cam_model(num_classes=3, input_size=32)
+    assert training.split_at(model, "block4b_dwconv") is None  # block4b_add still needs block4a's output
+    assert training.split_at(model, "block4b_add") is None  # two inputs
+    assert training.split_at(model, "block4b_expand_conv") is not None  # block4a's output is all that crosses
+
+
+def test_cached_activations_of_mirrors_are_the_lower_part_of_the_mirrored_images():
+    model = training.build_cam_model(num_classes=3, input_size=32)
+    lower, upper = training.split_at(model, "block4a_expand_conv")
+    import keras
+
+    pooled = keras.Model(model.get_layer("block4a_expand_conv").input, model.get_layer("gap").output)
+    x = np.random.default_rng(3).normal(size=(5, 32, 32, 3)).astype(np.float32)
+    pipe = [(x[:3], np.arange(3)), (x[3:], np.arange(3, 5))]
+    acts, feats, labels = training.cache_activations(lower, pooled, pipe, flips=True, store_dtype=np.float32)
+    assert acts.shape == (2, 5, 4, 4, 40) and feats.shape == (2, 5, model.get_layer("gap").output.shape[-1])
+    np.testing.assert_array_equal(labels, np.arange(5))
+    np.testing.assert_allclose(acts[1], np.asarray(lower(x[:, :, ::-1])), atol=1e-5)
+    np.testing.assert_allclose(feats[0], np.asarray(pooled(lower(x))), atol=1e-5)
+    assert not np.allclose(acts[0], acts[1], atol=1e-3)  # the mirror is another input, not the same one
+
+
+def test_epoch_plans_are_seeded_and_differ_between_epochs():
+    order, flip = training.epoch_plan(100, seed=0, stage=1, epoch=0)
+    assert sorted(order) == list(range(100)) and set(flip) == {0, 1}
+    again = training.epoch_plan(100, seed=0, stage=1, epoch=0)
+    np.testing.assert_array_equal(order, again[0]) and np.testing.assert_array_equal(flip, again[1])
+    assert not np.array_equal(order, training.epoch_plan(100, seed=0, stage=1, epoch=1)[0])
+
+
+@pytest.mark.parametrize(
+    "stale", [{"training_code_version": training.TRAINING_CODE_VERSION - 1}, {"dataset_version": "0.0.1"}, {}]
+)
+def test_a_checkpoint_with_another_key_is_trained_again(trained, tmp_path, monkeypatch, capsys, stale):
+    """Settings, data set version and training code version key a checkpoint; any other key trains again."""
+    _, _, ck, root = trained
+    copy = tmp_path / ck.name
+    copy.write_bytes(ck.read_bytes())
+    saved = json.loads(ck.with_suffix(".json").read_text())
+    assert saved["settings"]["training_code_version"] == training.TRAINING_CODE_VERSION
+    assert saved["settings"]["dataset_version"] == "1.1.0"
+    if not stale:  # an old checkpoint, from before the key carried the versions
+        stale_settings = {k: v for k, v in saved["settings"].items() if not k.endswith("_version")}
+    else:
+        stale_settings = {**saved["settings"], **stale}
+    copy.with_suffix(".json").write_text(json.dumps({**saved, "settings": stale_settings}))
+
+    class Trains(Exception):
+        pass
+
+    def trains(*a, **k):
+        raise Trains
+
+    monkeypatch.setattr(datasets, "load", trains)
+    with pytest.raises(Trains):
+        training.train_cam_model("toy_cars/tiny", checkpoint=copy, data_dir=root / "tfds", **SETTINGS)
+    assert "trained with other settings: training again" in capsys.readouterr().out
