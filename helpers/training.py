@@ -338,12 +338,7 @@ def train_cam_model(
 
     def fit(stage, stage_id, epochs, lr, from_layer, net, x_train, x_val):
         _set_trainable(model, from_layer)
-        with tf.distribute.get_strategy().scope():
-            net.compile(
-                optimizer=keras.optimizers.Adam(lr),
-                loss=keras.losses.SparseCategoricalCrossentropy(),
-                metrics=["accuracy"],
-            )
+        _compile(net, lr)
         lines = _EpochLine(stage, epochs)
         y_train, y_val = caches["train"][2], caches["validation"][2]
         val_seq = _Cached(x_val, y_val, np.arange(len(y_val)), np.zeros(len(y_val), int), batch_size)
@@ -374,15 +369,20 @@ def train_cam_model(
     return keras.models.load_model(path, compile=False), history
 
 
-def _fit_images(model, history, train, val, backbone, input_size, batch_size, seed, epochs, lr, from_layer):
-    """Stage 2 by full passes over the images (where :func:`split_at` finds no clean cut)."""
-    _set_trainable(model, from_layer)
+def _compile(net, lr) -> None:
+    """Adam at ``lr``, sparse cross-entropy on the softmax output, accuracy; inside the distribution strategy."""
     with tf.distribute.get_strategy().scope():
-        model.compile(
+        net.compile(
             optimizer=keras.optimizers.Adam(lr),
             loss=keras.losses.SparseCategoricalCrossentropy(),
             metrics=["accuracy"],
         )
+
+
+def _fit_images(model, history, train, val, backbone, input_size, batch_size, seed, epochs, lr, from_layer):
+    """Stage 2 by full passes over the images (where :func:`split_at` finds no clean cut)."""
+    _set_trainable(model, from_layer)
+    _compile(model, lr)
     train_ds = make_pipeline(train, backbone, input_size, batch_size, training=True, seed=seed)
     val_ds = make_pipeline(val, backbone, input_size, batch_size)
     lines = _EpochLine("fine-tune", epochs)
