@@ -87,12 +87,18 @@ def _finish(attr, classes, raw, return_class):
     return (out, classes) if return_class else out
 
 
+def _inputs_and_classes(model, images, class_index, batch_size, output):
+    """The checked batch, one explained class per image and the checked batch size (all via :mod:`helpers._core`)."""
+    x, idx = _core.prepare(model, images, class_index, output)
+    bs = check_batch_size(batch_size)
+    return x, resolve_classes(model, x, idx, bs, output), bs
+
+
 # --------------------------------------------------------------------------- vanilla gradient
 def input_gradients(model, images, class_index=None, *, batch_size: int = 64, output=None):
     """Signed input gradients ``d y^c / d x`` of the pre-softmax score: ``(B, H, W, C)`` and classes ``(B,)``."""
-    x, idx = _core.prepare(model, images, class_index, output)
-    bs = check_batch_size(batch_size)
-    return _input_gradients(model, x, resolve_classes(model, x, idx, bs, output), bs, output)
+    x, classes, bs = _inputs_and_classes(model, images, class_index, batch_size, output)
+    return _input_gradients(model, x, classes, bs, output)
 
 
 def _input_gradients(model, x, classes, bs, output=None):
@@ -178,9 +184,7 @@ def smoothgrad(
         raise ValueError(f"samples must be >= 1, got {samples}")
     if not noise >= 0:
         raise ValueError(f"noise must be >= 0 (a fraction of the input range), got {noise}")
-    x, idx = _core.prepare(model, images, class_index, output)
-    bs = check_batch_size(batch_size)
-    classes = resolve_classes(model, x, idx, bs, output)
+    x, classes, bs = _inputs_and_classes(model, images, class_index, batch_size, output)
     net = logits_model(model, output)
     b = int(x.shape[0])
 
@@ -417,9 +421,8 @@ def _guided_forward(model, x):
 
 def guided_gradients(model, images, class_index=None, *, batch_size: int = 64, output=None):
     """Signed guided-backprop gradients ``(B, H, W, C)`` of the pre-softmax score, and classes ``(B,)``."""
-    x, idx = _core.prepare(model, images, class_index, output)
-    bs = check_batch_size(batch_size)
-    return _guided_gradients(model, x, resolve_classes(model, x, idx, bs, output), bs, output)
+    x, classes, bs = _inputs_and_classes(model, images, class_index, batch_size, output)
+    return _guided_gradients(model, x, classes, bs, output)
 
 
 def _guided_gradients(model, x, classes, bs, output=None):
@@ -506,9 +509,7 @@ def guided_grad_cam(
         find_layer(model, layer)
     except ValueError as exc:
         raise ValueError(f"Guided Grad-CAM needs a convolutional (spatial) layer for Grad-CAM: {exc}") from None
-    x, idx = _core.prepare(model, images, class_index, output)
-    bs = check_batch_size(batch_size)
-    classes = resolve_classes(model, x, idx, bs, output)
+    x, classes, bs = _inputs_and_classes(model, images, class_index, batch_size, output)
     cams = grad_cam(model, x, classes, layer, output=output)
     g, _ = _guided_gradients(model, x, classes, bs, output)
     up = tf.image.resize(tf.constant(cams)[..., None], tuple(x.shape[1:3]), method="bilinear")
